@@ -1,0 +1,19 @@
+# scenesynth: the whole DAG of the paper's system (see docs/design.md).
+#   snakemake --cores all                                    # the paper's setup (params.yaml)
+#   snakemake --cores all --config overlay=config/demo.yaml  # the offline demo (what `make demo` runs)
+# Rules are thin: each calls `scenesynth <verb>`; settings come from params.yaml only.
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"{P.METRICS}/fad.json",
+        f"{P.METRICS}/conditioning.json",

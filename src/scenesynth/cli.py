@@ -1,0 +1,142 @@
+"""`scenesynth <verb>`: the command line that Snakemake rules, DVC and users all call.
+
+Every verb reads params.yaml (plus overlay) through one loader, so a rule and a
+hand-run command with the same files do the same thing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from scenesynth.config import ConfigError, load_params
+
+log = logging.getLogger("scenesynth")
+
+
+def _params(args: argparse.Namespace) -> dict:
+    return load_params(args.params, args.overlay)
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    params = _params(args)
+    print(f"{args.params}: valid (overlay: {params['overlay']}, data.source: {params['data']['source']})")
+
+
+def cmd_acquire(args: argparse.Namespace) -> None:
+    from scenesynth.data.acquire import acquire
+
+    manifest = acquire(_params(args), args.out)
+    log.info("manifest written: %s", manifest)
+
+
+def cmd_resample(args: argparse.Namespace) -> None:
+    from scenesynth.data.resample import resample_manifest
+
+    params = _params(args)
+    workers = args.workers if args.workers is not None else params["resample"]["workers"]
+    out, rejects = resample_manifest(args.manifest, args.out, params["audio"]["sample_rate"],
+                                     params["resample"]["quality"], workers)
+    log.info("resampled %d clips, rejected %d (see %s)", len(out), len(rejects), Path(args.out) / "rejects.csv")
+
+
+def cmd_mel(args: argparse.Namespace) -> None:
+    from scenesynth.features.mel_shards import build_mel_shards
+
+    params = _params(args)
+    workers = args.workers if args.workers is not None else params["mel"]["workers"]
+    index = build_mel_shards(args.manifest, args.out, params["audio"], params["mel"]["shard_size"],
+                             params["seed"], workers)
+    log.info("wrote %d samples in %d shards to %s", index["n_samples"], len(index["shards"]), args.out)
+
+
+def cmd_text(args: argparse.Namespace) -> None:
+    from scenesynth.data.manifest import read_manifest
+    from scenesynth.text.cache import build_text_cache
+
+    params = _params(args)
+    captions = list(read_manifest(args.manifest)["caption"])
+    info = build_text_cache(captions, params["text"], params["seed"], args.out)
+    log.info("text cache (%s encoder): %d captions, %d tokens", info["encoder"], info["n_captions"], info["n_vocab"])
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from scenesynth.training.loop import train
+
+    train(_params(args), shards=args.shards, text=args.text, run_dir=args.out, metrics_path=args.metrics,
+          max_steps=args.max_steps)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from scenesynth.inference.generate import generate_dev_set
+
+    generate_dev_set(_params(args), model_path=args.model, text=args.text, manifest=args.manifest, out_dir=args.out)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from scenesynth.evaluation.evaluate import evaluate
+
+    evaluate(_params(args), generated=args.generated, manifest=args.manifest, metrics_dir=args.out,
+             run_dir=args.run)
+
+
+def cmd_summary(args: argparse.Namespace) -> None:
+    from scenesynth.evaluation.summary import print_summary
+
+    print_summary(_params(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scenesynth", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    def verb(name: str, func, help_text: str, **paths: str) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text)
+        sub.add_argument("--params", default="params.yaml", help="params.yaml (default: %(default)s)")
+        sub.add_argument("--overlay", default=None, help="overlay YAML merged over params (overrides its `overlay` key)")
+        for option, text in paths.items():
+            sub.add_argument(f"--{option.replace('_', '-')}", dest=option, required=True, help=text)
+        sub.set_defaults(func=func)
+        return sub
+
+    verb("check-config", cmd_check_config, "validate params.yaml (+ overlay) and exit")
+    verb("acquire", cmd_acquire, "produce raw audio + manifest for data.source", out="output folder")
+    for parallel in (
+        verb("resample", cmd_resample, "resample a manifest's clips to audio.sample_rate",
+             manifest="input manifest.parquet", out="output folder"),
+        verb("mel", cmd_mel, "log-mel WebDataset shards of the training split",
+             manifest="48 kHz manifest.parquet", out="shard folder"),
+    ):
+        parallel.add_argument("--workers", type=int, default=None, help="processes (default: params; 0 = all cores)")
+    verb("text", cmd_text, "text-embedding cache of every caption", manifest="manifest.parquet", out="cache folder")
+    train_cmd = verb("train", cmd_train, "train the GAN (resumes from out/checkpoints/last.pt)",
+                     shards="shard folder", text="text cache folder", out="run folder", metrics="metrics JSON path")
+    train_cmd.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (testing)")
+    verb("generate", cmd_generate, "generate the dev set", model="model.pt", text="text cache folder",
+         manifest="manifest with the dev split", out="output folder")
+    verb("evaluate", cmd_evaluate, "FAD and conditioning score", generated="generated folder",
+         manifest="manifest with the dev split and references", out="metrics folder", run="training run folder")
+    verb("summary", cmd_summary, "print where the audio, metrics and MLflow runs are")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except ConfigError as err:
+        print(f"scenesynth: configuration error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as err:
+        print(f"scenesynth {args.verb}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Loading and validating params.yaml (plus an optional overlay).
+
+params.yaml is the one source of every setting; Snakemake, DVC and the CLI all
+read it through :func:`load_params`, so they can never disagree. Validation runs
+before any job starts and names the offending key.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+SCHEMA_FILES = ("pipeline.yaml", "model.yaml", "loss.yaml")
+
+
+class ConfigError(ValueError):
+    """params.yaml (or its overlay) is not valid: the message names file and key."""
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    """Return ``base`` with ``overlay`` merged in; nested dicts merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+@functools.cache
+def _validator() -> jsonschema.Draft202012Validator:
+    folder = resources.files("scenesynth.config") / "schema"
+    schemas = {name: yaml.safe_load((folder / name).read_text()) for name in SCHEMA_FILES}
+    registry = Registry().with_resources(
+        (name, Resource.from_contents(schema, default_specification=DRAFT202012))
+        for name, schema in schemas.items()
+    )
+    # $ref "model.yaml" resolves against this base URI.
+    root = dict(schemas["pipeline.yaml"], **{"$id": "pipeline.yaml"})
+    return jsonschema.Draft202012Validator(root, registry=registry)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        prefix = "" if where == "<top level>" else where + "."
+        return f"unknown key {', '.join(prefix + k for k in extra)!s} (allowed here: {', '.join(allowed)})"
+    if error.validator == "required":
+        return f"missing key in {where}: {error.message}"
+    return f"key {where}: {error.message}"
+
+
+def validate_params(params: dict, source: str = "params") -> None:
+    """Raise :class:`ConfigError` listing every problem, each naming its key."""
+    errors = sorted(_validator().iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        raise ConfigError(f"{source}: invalid configuration:\n{lines}")
+    audio = params["audio"]
+    if audio["fmax"] > audio["sample_rate"] / 2:
+        raise ConfigError(f"{source}: key audio.fmax: {audio['fmax']} is above Nyquist ({audio['sample_rate'] / 2})")
+    if audio["win_length"] > audio["n_fft"]:
+        raise ConfigError(f"{source}: key audio.win_length: must not exceed audio.n_fft")
+
+
+def load_params(path: str | Path = "params.yaml", overlay: str | Path | None = None) -> dict:
+    """Read params.yaml, merge its overlay (argument wins over the file's `overlay` key), validate.
+
+    The returned dict has ``overlay`` set to the overlay actually applied, so
+    every output that records its params also records which overlay was used.
+    """
+    path = Path(path)
+    params = _read_yaml(path)
+    chosen = overlay if overlay not in (None, "", "null", "None") else params.get("overlay")
+    source = str(path)
+    if chosen:
+        overlay_path = Path(chosen)
+        if not overlay_path.is_absolute() and not overlay_path.exists():
+            overlay_path = path.parent / overlay_path
+        extra = _read_yaml(overlay_path)
+        if "overlay" in extra:
+            raise ConfigError(f"{overlay_path}: an overlay may not set `overlay` itself")
+        params = deep_merge(params, extra)
+        params["overlay"] = str(chosen)
+        source = f"{path} + overlay {overlay_path}"
+    validate_params(params, source)
+    return params
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of a JSON-able value (used to tie checkpoints and caches to settings)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,61 @@
+"""The manifest: one parquet table per dataset stage, one row per clip.
+
+Paths are stored relative to the manifest's own folder so a data folder can be
+moved (or checked out by DVC elsewhere) without rewriting it; readers get
+absolute paths back.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from scenesynth.utils.atomic import atomic_path
+
+REQUIRED_COLUMNS = ("key", "path", "caption", "source", "duration", "sample_rate", "split")
+LABEL_COLUMNS = ("foreground", "background")  # known for the demo data only
+REJECT_COLUMNS = ("key", "path", "stage", "reason")
+
+
+class ManifestError(ValueError):
+    """A manifest file is missing or malformed; the message names the file."""
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Load a manifest and resolve its ``path`` column to absolute paths."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found (run the stage that produces it first)")
+    df = pd.read_parquet(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{path}: missing columns {missing}")
+    if df["key"].duplicated().any():
+        dup = df.loc[df["key"].duplicated(), "key"].iloc[0]
+        raise ManifestError(f"{path}: duplicate key {dup!r}")
+    root = path.parent.resolve()
+    df["path"] = [str((root / p).resolve()) for p in df["path"]]
+    return df
+
+
+def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
+    """Write ``df`` atomically, storing paths relative to the manifest's folder."""
+    path = Path(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ManifestError(f"{path}: refusing to write a manifest without columns {missing}")
+    root = path.parent.resolve()
+    out = df.copy()
+    out["path"] = [os.path.relpath(Path(p).resolve(), root) for p in out["path"]]
+    out = out.sort_values("key", kind="stable").reset_index(drop=True)
+    with atomic_path(path) as tmp:
+        out.to_parquet(tmp, index=False)
+
+
+def write_rejects(rows: list[dict], path: str | Path) -> None:
+    """Record skipped inputs (key, path, stage, reason) as CSV: empty file with header if none."""
+    df = pd.DataFrame(rows, columns=list(REJECT_COLUMNS)).sort_values("key", kind="stable")
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)

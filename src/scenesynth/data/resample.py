@@ -1,0 +1,95 @@
+"""Resample every clip of a manifest to the vocoder's rate (48 kHz), mono FLAC.
+
+soundfile reads, soxr resamples (SPEC.md section 0: torchaudio does not work
+with this CPU torch). Unreadable, empty or non-finite inputs are skipped and
+recorded with their reason; outputs already present are kept (each was written
+atomically, so an existing file is complete), which makes an interrupted run
+resume where it stopped.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import soxr
+from tqdm import tqdm
+
+from scenesynth.data.manifest import read_manifest, write_manifest, write_rejects
+from scenesynth.utils.atomic import atomic_path
+from scenesynth.utils.parallel import resolve_workers
+
+
+class AudioReadError(ValueError):
+    """An input clip cannot be used; the message is the reason recorded in rejects."""
+
+
+def load_mono(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read any soundfile format as mono float32, raising :class:`AudioReadError` with a reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioReadError("missing file")
+    if path.stat().st_size == 0:
+        raise AudioReadError("empty file (0 bytes)")
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioReadError(f"unreadable audio: {err}") from err
+    if audio.shape[0] == 0:
+        raise AudioReadError("no samples")
+    audio = audio.mean(axis=1)
+    if not np.isfinite(audio).all():
+        raise AudioReadError("non-finite samples (NaN or Inf)")
+    return audio, int(rate)
+
+
+def resample_clip(src: str, dst: str, target_rate: int, quality: str) -> tuple[float, str | None]:
+    """Resample one file; returns (duration in s, reject reason or None)."""
+    if Path(dst).is_file():
+        info = sf.info(dst)
+        return info.frames / info.samplerate, None
+    try:
+        audio, rate = load_mono(src)
+    except AudioReadError as err:
+        return 0.0, str(err)
+    if rate != target_rate:
+        audio = soxr.resample(audio, rate, target_rate, quality=quality)
+    audio = np.clip(audio, -1.0, 1.0)
+    with atomic_path(dst) as tmp:
+        sf.write(tmp, audio, target_rate, subtype="PCM_16", format="FLAC")
+    return len(audio) / target_rate, None
+
+
+def _resample_job(args: tuple) -> tuple[float, str | None]:
+    return resample_clip(*args)
+
+
+def resample_manifest(manifest_path: str | Path, out_dir: str | Path, target_rate: int, quality: str,
+                      workers: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+    """Resample all clips; write ``out_dir/manifest.parquet`` and ``out_dir/rejects.csv``."""
+    out_dir = Path(out_dir)
+    df = read_manifest(manifest_path)
+    (out_dir / "audio").mkdir(parents=True, exist_ok=True)
+    destinations = [str(out_dir / "audio" / f"{key}.flac") for key in df["key"]]
+    jobs = [(src, dst, target_rate, quality) for src, dst in zip(df["path"], destinations)]
+    n_workers = resolve_workers(workers)
+    progress = dict(total=len(jobs), desc="resample", unit="clip", mininterval=2.0)
+    if n_workers > 1:
+        with ProcessPoolExecutor(n_workers) as pool:
+            results = list(tqdm(pool.map(_resample_job, jobs, chunksize=8), **progress))
+    else:
+        results = [resample_clip(*job) for job in tqdm(jobs, **progress)]
+
+    rejects, keep = [], []
+    for (_, row), dst, (duration, reason) in zip(df.iterrows(), destinations, results):
+        if reason is not None:
+            rejects.append({"key": row["key"], "path": row["path"], "stage": "resample", "reason": reason})
+            continue
+        keep.append({**row.to_dict(), "path": dst, "sample_rate": target_rate, "duration": duration})
+    out = pd.DataFrame(keep, columns=df.columns)
+    write_manifest(out, out_dir / "manifest.parquet")
+    write_rejects(rejects, out_dir / "rejects.csv")
+    return out, rejects

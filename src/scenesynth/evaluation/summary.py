@@ -1,0 +1,36 @@
+"""What `make demo` prints at the end: where the audio, metrics and MLflow runs are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from scenesynth import paths
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def print_summary(params: dict) -> None:
+    metrics = Path(paths.METRICS)
+    fad, cond, train = (_read(metrics / n) for n in ("fad.json", "conditioning.json", "train.json"))
+    generated = Path(paths.GENERATED)
+    n_wavs = len(list(generated.glob("seed*/*.wav")))
+    print("\nscenesynth: run finished")
+    print(f"  generated audio : {generated}/seed*/<prompt id>.wav ({n_wavs} files)")
+    print(f"  metrics         : {metrics}/train.json, fad.json, conditioning.json")
+    if fad:
+        note = "offline stand-in, NOT comparable with the paper" if fad.get("stand_in") else "paper's embedding"
+        print(f"  FAD ({fad['embedding']}, {note}): {fad['fad_mean']:.3f} +- {fad['fad_std']:.3f}"
+              f"  [paper {fad['paper_fad']}, baseline {fad['baseline_fad']}]")
+    if cond.get("generated"):
+        g = cond["generated"]
+        print(f"  conditioning    : foreground accuracy {g['fg_accuracy']:.3f} (chance {g['fg_chance']:.3f}), "
+              f"background {g['bg_accuracy']:.3f} (chance {g['bg_chance']:.3f}); "
+              f"real dev clips: {cond['real_dev']['fg_accuracy']:.3f}")
+    if train:
+        print(f"  training        : {train['steps']} steps, {train['seconds_per_step']:.2f} s/step on {train['device']}")
+    print(f"  MLflow runs     : {params['mlflow']['tracking_uri']} "
+          f"(browse: mlflow ui --backend-store-uri {params['mlflow']['tracking_uri']})")
+    print(f"  logs            : {paths.LOGS}/, benchmarks: {paths.BENCHMARKS}/")

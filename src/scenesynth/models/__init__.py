@@ -1,0 +1,102 @@
+"""The GAN of SPEC.md section 3: generator, discriminator and their attention stages.
+
+`build_models` turns the `model:` section of params.yaml (schema: config/schema/model.yaml, whose
+defaults are the paper size) into a (Generator, Discriminator) pair.
+
+Why these paper-size widths: BigGAN at 256 x 256 (the family OC-SupConGAN builds on) uses
+96 * [16, 16, 8, 8, 4, 2, 1] channels, 1536 at 4 x 4 down to 96 at full resolution. SPEC.md asks for
+strict halving per block, so G starts at 1024 channels on the 4 x 16 map (16 * 64, BigGAN's top
+multiplier with ch = 64) and halves to 512, 256, 128 at the attention levels (8x32, 16x64, 32x128),
+reaching the floor of 32 at 128 x 512 and keeping it at 256 x 1024. The floor is what keeps a
+256 x 1024 map affordable: 32 channels there hold as many activations as 128 channels at 256 x 256,
+close to BigGAN-256's 96. D mirrors G (1024 channels on its 4 x 16 local map, so the global feature
+g is 1024-d). The contrastive space P = 256 and L2W space E = 256 follow ContraGAN's and XMC-GAN's
+smaller settings; heads = 4 gives 128 / 4 = 32 value channels per head at the largest attention map.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+from scenesynth.models.attention import AttentionStage
+from scenesynth.models.discriminator import Discriminator, DiscriminatorOutput
+from scenesynth.models.generator import Generator
+from scenesynth.models.layers import count_parameters
+
+__all__ = [
+    "AttentionStage",
+    "Discriminator",
+    "DiscriminatorOutput",
+    "Generator",
+    "build_models",
+    "count_parameters",
+    "model_defaults",
+    "model_schema",
+]
+
+
+@lru_cache(maxsize=1)
+def model_schema() -> dict[str, Any]:
+    """The JSON schema of params.yaml's `model:` section."""
+    text = resources.files("scenesynth.config").joinpath("schema/model.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def model_defaults() -> dict[str, Any]:
+    """Paper-size defaults of every `model:` key."""
+    return {key: spec["default"] for key, spec in model_schema()["properties"].items()}
+
+
+def resolve_model_config(model_cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate `model_cfg` against the schema and fill the missing keys with their defaults."""
+    model_cfg = dict(model_cfg or {})
+    jsonschema.validate(model_cfg, model_schema())
+    return {**model_defaults(), **model_cfg}
+
+
+def build_models(
+    model_cfg: dict[str, Any], n_mels: int, n_frames: int, sentence_dim: int, word_dim: int
+) -> tuple[Generator, Discriminator]:
+    """Build G and D from params.yaml's `model:` section and the data/text dimensions.
+
+    (`ema_decay` is read by the trainer, not here.) Building allocates parameters only (about 200 MB at
+    paper size), no activations, so `count_parameters` works on a fresh build; `torch.device("meta")`
+    also works but is slower on CPU (spectral norm's power iterations run through Python reference ops).
+    """
+    cfg = resolve_model_config(model_cfg)
+    generator = Generator(
+        z_dim=cfg["z_dim"],
+        base_channels=cfg["g_channels"],
+        n_mels=n_mels,
+        n_frames=n_frames,
+        sentence_dim=sentence_dim,
+        word_dim=word_dim,
+        attention_impl=cfg["attention_impl"],
+        heads=cfg["heads"],
+        init_shape=cfg["init_shape"],
+        attention_plan=cfg["g_attention"],
+        min_channels=cfg["min_channels"],
+        output_scale=cfg["g_output_scale"],
+        output_shift=cfg["g_output_shift"],
+    )
+    discriminator = Discriminator(
+        base_channels=cfg["d_channels"],
+        n_mels=n_mels,
+        n_frames=n_frames,
+        sentence_dim=sentence_dim,
+        word_dim=word_dim,
+        attention_impl=cfg["attention_impl"],
+        heads=cfg["heads"],
+        attention_plan=cfg["d_attention"],
+        proj_dim=cfg["proj_dim"],
+        region_dim=cfg["region_dim"],
+        init_shape=cfg["init_shape"],
+        min_channels=cfg["min_channels"],
+        region_level=cfg["region_level"],
+    )
+    return generator, discriminator

@@ -1,0 +1,134 @@
+"""Projection discriminator with contrastive heads (SPEC.md sections 3 and 4; paper section 2.2).
+
+D (encoder): `levels` residual down-blocks from the mel to the local map [C, F0, T0], channels
+max(C0 / 2^k, min_channels) at level k (mirror of G), ReLU. g: global sum pooling -> feature [B, C].
+h_v: SN linear to one logit, plus the projection term <embed(sentence), g> (Miyato & Koyama 2018).
+
+Choices:
+- attention_plan is in D's order (resolution falling) and its last entry sits at level 1, mirroring
+  the generator: the default ("single", "double", "triple") puts ASA at 32x128, double at 16x64 and
+  triple at 8x32 at paper size.
+- L2W regions come from the map at `region_level` (default 1, i.e. 8 x 32 = 256 regions at paper
+  size, after that level's attention stage) through an SN 1x1 conv; XMC-GAN likewise takes its
+  regions from an intermediate map rather than the final one.
+- h_g is a two-layer SN MLP (C -> C -> P, ReLU between), as ContraGAN/ReACGAN's projection heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scenesynth.models.attention import AttentionStage
+from scenesynth.models.layers import DiscriminatorBlock, level_channels, resolution_levels, sn_conv2d, sn_linear
+from scenesynth.text.batch import TextBatch
+
+
+@dataclass
+class DiscriminatorOutput:
+    """Everything the losses need from one pass of D (SPEC.md section 4).
+
+    logit:       [B]        h_v(g) + <embed(sentence), g>, for the hinge loss.
+    feature:     [B, C]     g = global sum pooling of the local map (F2R uses it).
+    anchor:      [B, P]     h_g(feature), SC loss anchor.
+    proxy:       [B, P]     projection of the sentence embedding, SC loss proxy.
+    audio_embed: [B, P]     feature projected to the shared audio-text space (G2S).
+    text_embed:  [B, P]     sentence projected to the same space (G2S).
+    regions:     [B, R, E]  region features of an intermediate map, R = F' * T' (L2W).
+    words:       [B, L, E]  word embeddings projected to E (L2W).
+    word_mask:   [B, L]     bool, True for real words.
+    """
+
+    logit: torch.Tensor
+    feature: torch.Tensor
+    anchor: torch.Tensor
+    proxy: torch.Tensor
+    audio_embed: torch.Tensor
+    text_embed: torch.Tensor
+    regions: torch.Tensor
+    words: torch.Tensor
+    word_mask: torch.Tensor
+
+
+class Discriminator(nn.Module):
+    def __init__(
+        self,
+        base_channels: int = 1024,
+        n_mels: int = 256,
+        n_frames: int = 1024,
+        sentence_dim: int = 512,
+        word_dim: int = 768,
+        attention_impl: str = "tfsca",
+        heads: int = 4,
+        attention_plan: Sequence[str | None] = ("single", "double", "triple"),
+        proj_dim: int = 256,
+        region_dim: int = 256,
+        init_shape: Sequence[int] = (4, 16),
+        min_channels: int = 32,
+        region_level: int = 1,
+    ) -> None:
+        super().__init__()
+        self.levels = resolution_levels(n_mels, n_frames, init_shape)
+        if len(attention_plan) > self.levels - 1:
+            raise ValueError(
+                f"discriminator attention plan {list(attention_plan)} needs {len(attention_plan)} levels above the "
+                f"lowest, but this shape has {self.levels - 1}"
+            )
+        if not 0 <= region_level < self.levels:
+            raise ValueError(f"region_level must be in [0, {self.levels - 1}], got {region_level}")
+        self.n_mels, self.n_frames = n_mels, n_frames
+        channels = [level_channels(base_channels, level, min_channels) for level in range(self.levels + 1)]
+        out_levels = list(range(self.levels - 1, -1, -1))  # level of each block's output
+        self.blocks = nn.ModuleList(
+            DiscriminatorBlock(1 if i == 0 else channels[level + 1], channels[level], first=i == 0)
+            for i, level in enumerate(out_levels)
+        )
+        mode_at_level = {len(attention_plan) - j: mode for j, mode in enumerate(attention_plan)}
+        self.attention = nn.ModuleList(
+            nn.Identity() if mode_at_level.get(level) is None
+            else AttentionStage(channels[level], mode_at_level[level], attention_impl, sentence_dim, word_dim, heads)
+            for level in out_levels
+        )
+        self.region_block = out_levels.index(region_level)
+        self.region_proj = sn_conv2d(channels[region_level], region_dim, 1)
+
+        feature_dim = channels[0]
+        self.logit_head = sn_linear(feature_dim, 1)  # h_v
+        self.sentence_projection = sn_linear(sentence_dim, feature_dim, bias=False)  # projection-D term
+        self.anchor_head = nn.Sequential(  # h_g
+            sn_linear(feature_dim, feature_dim), nn.ReLU(), sn_linear(feature_dim, proj_dim)
+        )
+        self.proxy_head = sn_linear(sentence_dim, proj_dim)
+        self.audio_embed_head = sn_linear(feature_dim, proj_dim)
+        self.text_embed_head = sn_linear(sentence_dim, proj_dim)
+        self.word_head = sn_linear(word_dim, region_dim)
+
+    def forward(self, mel: torch.Tensor, text: TextBatch) -> DiscriminatorOutput:
+        if mel.dim() != 4 or mel.shape[1:] != (1, self.n_mels, self.n_frames):
+            raise ValueError(f"mel must be [B, 1, {self.n_mels}, {self.n_frames}], got {tuple(mel.shape)}")
+        h = mel
+        regions = None
+        for index, (block, stage) in enumerate(zip(self.blocks, self.attention)):
+            h = block(h)
+            if isinstance(stage, AttentionStage):
+                h = stage(h, text)
+            if index == self.region_block:
+                regions = self.region_proj(h).flatten(2).transpose(1, 2)  # [B, F'T', E]
+        feature = F.relu(h).sum(dim=(2, 3))  # g: global sum pooling
+        sentence = text.sentence
+        logit = self.logit_head(feature).squeeze(1) + (self.sentence_projection(sentence) * feature).sum(dim=1)
+        return DiscriminatorOutput(
+            logit=logit,
+            feature=feature,
+            anchor=self.anchor_head(feature),
+            proxy=self.proxy_head(sentence),
+            audio_embed=self.audio_embed_head(feature),
+            text_embed=self.text_embed_head(sentence),
+            regions=regions,
+            words=self.word_head(text.words),
+            word_mask=text.word_mask,
+        )

@@ -1,0 +1,15 @@
+"""Where each stage writes, relative to the project root: one layout for Snakemake, DVC and the CLI.
+
+The layout is fixed (not a parameter) so that dvc.yaml can name the same paths;
+DVC versions what is in them, experiment by experiment.
+"""
+
+RAW = "data/raw"                     # acquire: audio at the source rate + manifest.parquet
+AUDIO_48K = "data/audio48k"          # resample: 48 kHz FLAC + manifest.parquet + rejects.csv
+MELS = "data/mels"                   # mel: WebDataset shards + index.json + rejects.csv
+TEXT = "data/text"                   # text: embedding cache (captions.parquet, vocab.npz, info.json)
+RUN = "runs/train"                   # train: model.pt, checkpoints/ (resume), samples/, mlflow_run.json
+GENERATED = "outputs/dev"            # generate: seed<S>/<prompt id>.wav + generation.json
+METRICS = "metrics"                  # train.json, fad.json, conditioning.json (DVC metrics)
+LOGS = "logs"                        # one log per Snakemake job
+BENCHMARKS = "logs/benchmarks"       # Snakemake `benchmark:` tables of the heavy rules

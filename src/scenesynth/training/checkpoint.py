@@ -1,0 +1,98 @@
+"""Training state, and checkpoints that are atomic and tied to their settings.
+
+A checkpoint records the fingerprint of every setting that shapes the weights;
+resuming with other settings starts afresh (and says so) instead of silently
+mixing two experiments. Files are written to a temporary name, then renamed,
+and loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from scenesynth.config import fingerprint
+from scenesynth.utils.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+# train.* keys that do not change what is learnt (a resumed run may change them).
+_VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "num_workers", "device")
+
+
+def training_fingerprint(params: dict, text_info: dict) -> str:
+    """Hash of the settings that shape the weights (not the run length or logging cadence)."""
+    train = {k: v for k, v in params["train"].items() if k not in _VOLATILE_TRAIN_KEYS}
+    return fingerprint({"model": params["model"], "loss": params["loss"], "audio": params["audio"],
+                        "train": train, "seed": params["seed"], "text": text_info})
+
+
+@dataclass
+class TrainState:
+    generator: torch.nn.Module
+    discriminator: torch.nn.Module
+    generator_ema: torch.nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step: int = 0  # generator updates done
+
+    def state_dict(self, config_fingerprint: str) -> dict:
+        return {
+            "step": self.step,
+            "fingerprint": config_fingerprint,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "generator_ema": self.generator_ema.state_dict() if self.generator_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        if self.generator_ema is not None and state["generator_ema"] is not None:
+            self.generator_ema.load_state_dict(state["generator_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+
+
+def make_ema(generator: torch.nn.Module) -> torch.nn.Module:
+    ema = copy.deepcopy(generator)
+    ema.requires_grad_(False)
+    return ema
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """Exponential moving average of parameters; buffers (BN statistics) are copied."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p.detach(), 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+def save_checkpoint(state: TrainState, path: str | Path, config_fingerprint: str) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state.state_dict(config_fingerprint), tmp)
+
+
+def try_resume(state: TrainState, path: str | Path, config_fingerprint: str) -> bool:
+    """Load ``path`` into ``state`` if it exists and was made with the same settings."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("fingerprint") != config_fingerprint:
+        log.warning("%s was written with other settings (fingerprint %s != %s): starting afresh",
+                    path, saved.get("fingerprint"), config_fingerprint)
+        return False
+    state.load_state_dict(saved)
+    log.info("resumed from %s at step %d", path, state.step)
+    return True

@@ -1,0 +1,47 @@
+"""Helpers for the Snakemake workflow (workflow/rules/common.smk), kept here so tests can reach them."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import yaml
+
+from scenesynth.config import ConfigError, load_params
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def overlay_from(config: dict, params_path: str | Path) -> str:
+    """The overlay to use: `--config overlay=...` or params.yaml's own key.
+
+    Any other `--config` override is refused: params.yaml (or an overlay) is the
+    one source of settings, so that the CLI, DVC and Snakemake all see the same.
+    """
+    file_values = yaml.safe_load(Path(params_path).read_text()) or {}
+    changed = sorted(k for k in config if k != "overlay" and config.get(k) != file_values.get(k))
+    if changed:
+        raise ConfigError(f"--config may only set `overlay`; put {', '.join(changed)} in params.yaml or an overlay")
+    return config.get("overlay") or ""
+
+
+def resolve_params(params_path: str | Path, overlay: str) -> dict:
+    return load_params(params_path, overlay or None)
+
+
+def section(params: dict, *names: str) -> dict:
+    """The settings a rule depends on, for Snakemake's `params` rerun trigger."""
+    return {name: params[name] for name in names}
+
+
+def source_fingerprint(*subpackages: str) -> str:
+    """Hash of the package code a rule runs, so a code change reruns it (Snakemake's `code`
+    trigger only sees the rule's own shell line)."""
+    digest = hashlib.sha256()
+    for name in sorted(subpackages):
+        target = PACKAGE_ROOT / name
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
+        for path in files:
+            digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,75 @@
+"""Shared fixtures: the tiny demo config and its data stages, built once per test session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from scenesynth.config import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_OVERLAY = REPO / "config" / "tiny.yaml"
+
+
+def venv_env() -> dict[str, str]:
+    """Environment whose PATH finds this interpreter's `scenesynth`, `snakemake` and `dvc`."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture(scope="session")
+def tiny_params() -> dict:
+    return load_params(REPO / "params.yaml", TINY_OVERLAY)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, tiny_params) -> dict[str, Path]:
+    """acquire -> resample -> mel -> text on the tiny config, through the library functions."""
+    from scenesynth.data.acquire import acquire
+    from scenesynth.data.manifest import read_manifest
+    from scenesynth.data.resample import resample_manifest
+    from scenesynth.features.mel_shards import build_mel_shards
+    from scenesynth.text.cache import build_text_cache
+
+    root = tmp_path_factory.mktemp("tiny")
+    p = tiny_params
+    raw = acquire(p, root / "raw")
+    resample_manifest(raw, root / "audio48k", p["audio"]["sample_rate"], p["resample"]["quality"], workers=1)
+    build_mel_shards(root / "audio48k" / "manifest.parquet", root / "mels", p["audio"], p["mel"]["shard_size"],
+                     p["seed"], workers=1)
+    captions = list(read_manifest(root / "audio48k" / "manifest.parquet")["caption"])
+    build_text_cache(captions, p["text"], p["seed"], root / "text")
+    return {"root": root, "raw": raw, "audio48k": root / "audio48k" / "manifest.parquet",
+            "mels": root / "mels", "text": root / "text"}
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def with_overrides(params: dict, **sections: dict) -> dict:
+    """A copy of params with some keys of some sections replaced."""
+    import copy
+
+    out = copy.deepcopy(params)
+    for name, values in sections.items():
+        out[name].update(values)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tiny_params, tiny_data, mlflow_uri) -> dict:
+    """A 4-step training run on the tiny data (shared by the inference and evaluation tests)."""
+    from scenesynth.training.loop import train
+
+    run = tmp_path_factory.mktemp("run")
+    params = with_overrides(tiny_params, mlflow={"tracking_uri": mlflow_uri, "experiment": "tests"})
+    summary = train(params, tiny_data["mels"], tiny_data["text"], run, run / "train.json")
+    return {"run": run, "model": run / "model.pt", "params": params, "summary": summary}

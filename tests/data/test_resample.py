@@ -1,0 +1,82 @@
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from scenesynth.data.manifest import ManifestError, read_manifest, write_manifest
+from scenesynth.data.resample import AudioReadError, load_mono, resample_manifest
+
+
+def make_source(tmp_path, n=3, rate=32000, seconds=0.5):
+    rows = []
+    for i in range(n):
+        path = tmp_path / "src" / f"clip{i}.wav"
+        path.parent.mkdir(exist_ok=True)
+        t = np.arange(int(rate * seconds)) / rate
+        sf.write(path, 0.3 * np.sin(2 * np.pi * 440 * (i + 1) * t), rate, subtype="PCM_16")
+        rows.append({"key": f"clip{i}", "path": str(path), "caption": f"tone {i}", "source": "test",
+                     "duration": seconds, "sample_rate": rate, "split": "train"})
+    manifest = tmp_path / "src" / "manifest.parquet"
+    write_manifest(pd.DataFrame(rows), manifest)
+    return manifest
+
+
+def test_manifest_paths_are_relative_on_disk_and_absolute_in_memory(tmp_path):
+    manifest = make_source(tmp_path)
+    on_disk = pd.read_parquet(manifest)
+    assert on_disk["path"].tolist() == ["clip0.wav", "clip1.wav", "clip2.wav"]
+    assert all(p.startswith("/") for p in read_manifest(manifest)["path"])
+
+
+def test_read_manifest_errors(tmp_path):
+    with pytest.raises(ManifestError, match="not found"):
+        read_manifest(tmp_path / "none.parquet")
+    pd.DataFrame({"key": ["a"]}).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ManifestError, match=r"bad\.parquet: missing columns"):
+        read_manifest(tmp_path / "bad.parquet")
+
+
+def test_resample_to_48k_flac(tmp_path):
+    manifest = make_source(tmp_path)
+    out, rejects = resample_manifest(manifest, tmp_path / "out", 48000, "VHQ", workers=1)
+    assert rejects == [] and len(out) == 3
+    info = sf.info(out["path"].iloc[1])
+    assert (info.samplerate, info.channels, info.format, info.frames) == (48000, 1, "FLAC", 24000)
+    # the tone survives: its spectrum peaks at 880 Hz
+    audio, _ = sf.read(out["path"].iloc[1])
+    peak_hz = np.argmax(np.abs(np.fft.rfft(audio))) * 48000 / len(audio)
+    assert abs(peak_hz - 880) < 4
+
+
+def test_corrupt_and_empty_clips_are_skipped_and_recorded(tmp_path):
+    manifest = make_source(tmp_path, n=4)
+    (tmp_path / "src" / "clip1.wav").write_bytes(b"RIFF....not really a wave file")
+    (tmp_path / "src" / "clip2.wav").write_bytes(b"")
+    (tmp_path / "src" / "clip3.wav").unlink()
+    out, rejects = resample_manifest(manifest, tmp_path / "out", 48000, "HQ", workers=2)
+    assert out["key"].tolist() == ["clip0"]
+    table = pd.read_csv(tmp_path / "out" / "rejects.csv")
+    reasons = dict(zip(table["key"], table["reason"]))
+    assert reasons["clip1"].startswith("unreadable audio")
+    assert reasons["clip2"] == "empty file (0 bytes)"
+    assert reasons["clip3"] == "missing file"
+    assert set(table["stage"]) == {"resample"}
+    assert read_manifest(tmp_path / "out" / "manifest.parquet")["key"].tolist() == ["clip0"]
+
+
+def test_existing_outputs_are_kept_on_rerun(tmp_path):
+    manifest = make_source(tmp_path)
+    out, _ = resample_manifest(manifest, tmp_path / "out", 48000, "HQ", workers=1)
+    first = out["path"].iloc[0]
+    stamp = (tmp_path / "out" / "audio" / "clip0.flac").stat().st_mtime_ns
+    resample_manifest(manifest, tmp_path / "out", 48000, "HQ", workers=1)
+    assert (tmp_path / "out" / "audio" / "clip0.flac").stat().st_mtime_ns == stamp
+    assert first.endswith("clip0.flac")
+    assert not list((tmp_path / "out" / "audio").glob(".*"))  # no temporary leftovers
+
+
+def test_load_mono_rejects_non_finite(tmp_path):
+    path = tmp_path / "nan.wav"
+    sf.write(path, np.array([0.0, np.nan, 0.1], dtype=np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioReadError, match="non-finite"):
+        load_mono(path)

@@ -1,0 +1,99 @@
+"""Discriminator and its output contract with the losses (SPEC.md sections 3 and 4)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from scenesynth.models.attention import AttentionStage
+from scenesynth.models.discriminator import Discriminator, DiscriminatorOutput
+from scenesynth.text.batch import TextBatch
+
+BATCH, N_MELS, N_FRAMES, INIT, SENTENCE_DIM, WORD_DIM, N_WORDS = 3, 16, 32, (2, 4), 12, 10, 6
+TINY = dict(base_channels=32, n_mels=N_MELS, n_frames=N_FRAMES, sentence_dim=SENTENCE_DIM, word_dim=WORD_DIM,
+            heads=2, init_shape=INIT, min_channels=8, proj_dim=6, region_dim=5)
+EXPECTED_FIELDS = ["logit", "feature", "anchor", "proxy", "audio_embed", "text_embed", "regions", "words", "word_mask"]
+
+
+def make_text(seed: int = 0) -> TextBatch:
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.arange(N_WORDS)[None, :] < torch.tensor([2, 6, 4])[:, None]
+    words = torch.randn(BATCH, N_WORDS, WORD_DIM, generator=generator) * mask[..., None]
+    return TextBatch(torch.randn(BATCH, SENTENCE_DIM, generator=generator), words, mask, torch.tensor([0, 1, 0]))
+
+
+def make_mel() -> torch.Tensor:
+    return torch.randn(BATCH, 1, N_MELS, N_FRAMES, generator=torch.Generator().manual_seed(1)) - 4.0
+
+
+def test_output_has_exactly_the_fields_the_losses_consume() -> None:
+    assert [field.name for field in dataclasses.fields(DiscriminatorOutput)] == EXPECTED_FIELDS
+
+
+@pytest.mark.parametrize("impl", ["full", "axial", "tfsca"])
+def test_output_shapes(impl: str) -> None:
+    torch.manual_seed(0)
+    discriminator = Discriminator(attention_impl=impl, attention_plan=("single", "triple"), **TINY)
+    text = make_text()
+    out = discriminator(make_mel(), text)
+    feature_dim = 32  # base channels on the final 2 x 4 map
+    regions = (N_MELS // 4) * (N_FRAMES // 4)  # region_level 1: the 4 x 8 map
+    assert out.logit.shape == (BATCH,)
+    assert out.feature.shape == (BATCH, feature_dim)
+    for name in ("anchor", "proxy", "audio_embed", "text_embed"):
+        assert getattr(out, name).shape == (BATCH, 6), name
+    assert out.regions.shape == (BATCH, regions, 5)
+    assert out.words.shape == (BATCH, N_WORDS, 5)
+    assert torch.equal(out.word_mask, text.word_mask)
+    for name in EXPECTED_FIELDS[:-1]:
+        assert torch.isfinite(getattr(out, name)).all(), name
+
+
+def test_stage_order_mirrors_generator() -> None:
+    discriminator = Discriminator(attention_plan=("single", "triple"), **TINY)
+    modes = [stage.mode if isinstance(stage, AttentionStage) else None for stage in discriminator.attention]
+    assert modes == ["single", "triple", None]  # block outputs at levels 2, 1, 0
+
+
+@pytest.mark.parametrize("impl", ["full", "tfsca"])
+def test_backward_reaches_every_parameter(impl: str) -> None:
+    torch.manual_seed(0)
+    discriminator = Discriminator(attention_impl=impl, attention_plan=("triple", "double"), **TINY)
+    with torch.no_grad():
+        for stage in discriminator.attention:
+            if isinstance(stage, AttentionStage):
+                stage.gates.fill_(0.5)
+    mel = make_mel().requires_grad_()
+    out = discriminator(mel, make_text())
+    loss = sum((getattr(out, name) * torch.randn_like(getattr(out, name))).sum() for name in EXPECTED_FIELDS[:-1])
+    loss.backward()
+    assert mel.grad is not None and torch.count_nonzero(mel.grad) > 0
+    for name, parameter in discriminator.named_parameters():
+        assert parameter.grad is not None, name
+        sentence_query_or_key = ".sentence." in name and any(p in name for p in (".query.", ".queries.", "tokens.key"))
+        if not sentence_query_or_key:  # A2S with one key: exactly zero gradient by construction
+            assert torch.count_nonzero(parameter.grad) > 0, name
+
+
+def test_logit_depends_on_the_sentence_through_the_projection_term() -> None:
+    torch.manual_seed(0)
+    discriminator = Discriminator(attention_plan=(), **TINY).eval()
+    text, mel = make_text(), make_mel()
+    other = TextBatch(make_text(seed=5).sentence, text.words, text.word_mask, text.caption_ids)
+    first, second = discriminator(mel, text), discriminator(mel, other)
+    torch.testing.assert_close(first.feature, second.feature)  # no attention: the encoder ignores the text
+    assert not torch.allclose(first.logit, second.logit)
+
+
+def test_bad_configuration_or_input_raises() -> None:
+    with pytest.raises(ValueError, match="power of two"):
+        Discriminator(**{**TINY, "n_frames": 48})
+    with pytest.raises(ValueError, match="attention plan"):
+        Discriminator(attention_plan=("single", "double", "triple"), **TINY)
+    with pytest.raises(ValueError, match="region_level"):
+        Discriminator(attention_plan=(), region_level=3, **TINY)
+    discriminator = Discriminator(attention_plan=(), **TINY)
+    with pytest.raises(ValueError, match="mel must be"):
+        discriminator(torch.randn(BATCH, 1, N_MELS, N_FRAMES // 2), make_text())

@@ -1,0 +1,151 @@
+"""Generator, its building blocks and build_models (SPEC.md section 3)."""
+
+from __future__ import annotations
+
+import inspect
+
+import jsonschema
+import pytest
+import torch
+
+from scenesynth.models import Discriminator, Generator, build_models, count_parameters, model_defaults
+from scenesynth.models.attention import AttentionStage
+from scenesynth.models.layers import ConditionalBatchNorm2d, resolution_levels
+from scenesynth.text.batch import TextBatch
+
+N_MELS, N_FRAMES, INIT, SENTENCE_DIM, WORD_DIM, Z_DIM = 16, 32, (2, 4), 12, 10, 8
+TINY = dict(z_dim=Z_DIM, base_channels=32, n_mels=N_MELS, n_frames=N_FRAMES, sentence_dim=SENTENCE_DIM,
+            word_dim=WORD_DIM, heads=2, init_shape=INIT, min_channels=8)
+
+
+def make_text(batch: int = 2, n_words: int = 5) -> TextBatch:
+    lengths = torch.tensor([3, n_words] * (batch // 2) + [n_words] * (batch % 2))
+    mask = torch.arange(n_words)[None, :] < lengths[:, None]
+    return TextBatch(torch.randn(batch, SENTENCE_DIM), torch.randn(batch, n_words, WORD_DIM) * mask[..., None],
+                     mask, torch.arange(batch))
+
+
+def open_all_gates(module: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for stage in module.modules():
+            if isinstance(stage, AttentionStage):
+                stage.gates.fill_(0.5)
+
+
+def is_sentence_query_or_key(name: str) -> bool:
+    """A2S has one key, so its softmax is constant and these get exactly zero gradient (attention.py)."""
+    return ".sentence." in name and any(part in name for part in (".query.", ".queries.", ".tokens.key."))
+
+
+@pytest.mark.parametrize("impl", ["full", "axial", "tfsca"])
+def test_generator_forward_backward_reaches_every_parameter(impl: str) -> None:
+    torch.manual_seed(0)
+    generator = Generator(attention_impl=impl, attention_plan=("triple", "double", "single"), **TINY)
+    open_all_gates(generator)
+    mel = generator(torch.randn(2, Z_DIM), make_text())
+    assert mel.shape == (2, 1, N_MELS, N_FRAMES)
+    assert torch.isfinite(mel).all()
+    (mel * torch.randn_like(mel)).sum().backward()
+    for name, parameter in generator.named_parameters():
+        assert parameter.grad is not None, name
+        if not is_sentence_query_or_key(name):
+            assert torch.count_nonzero(parameter.grad) > 0, name
+
+
+def test_attention_plan_places_stages_by_level() -> None:
+    generator = Generator(attention_plan=("triple", None), **TINY)
+    kinds = [stage.mode if isinstance(stage, AttentionStage) else None for stage in generator.attention]
+    assert kinds == ["triple", None, None]
+    assert generator.attention[0].mix.out_channels == 16  # level 1: 32 / 2 channels
+
+
+def test_output_affine_sets_range_and_offset() -> None:
+    torch.manual_seed(0)
+    generator = Generator(attention_plan=(), output_scale=0.0, output_shift=-7.0, **TINY)
+    mel = generator(torch.randn(2, Z_DIM), make_text())
+    assert torch.equal(mel, torch.full_like(mel, -7.0))
+
+
+def test_conditional_batch_norm_is_plain_batch_norm_at_init() -> None:
+    torch.manual_seed(0)
+    norm = ConditionalBatchNorm2d(4, SENTENCE_DIM)
+    x = torch.randn(3, 4, 2, 5)
+    expected = torch.nn.functional.batch_norm(x, None, None, training=True)
+    torch.testing.assert_close(norm(x, torch.randn(3, SENTENCE_DIM)), expected)
+    with torch.no_grad():
+        norm.gain.weight.normal_()
+    first, second = norm(x, torch.randn(3, SENTENCE_DIM)), norm(x, torch.randn(3, SENTENCE_DIM))
+    assert not torch.allclose(first, second)
+
+
+@pytest.mark.parametrize(
+    ("n_mels", "n_frames", "init_shape"),
+    [(16, 48, (2, 4)), (16, 32, (2, 8)), (24, 48, (2, 4)), (16, 32, (3, 4)), (4, 8, (4, 8))],
+)
+def test_bad_shapes_raise(n_mels: int, n_frames: int, init_shape: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match="power of two|multiple"):
+        resolution_levels(n_mels, n_frames, init_shape)
+    with pytest.raises(ValueError):
+        Generator(**{**TINY, "n_mels": n_mels, "n_frames": n_frames, "init_shape": init_shape})
+
+
+def test_paper_and_demo_shapes_give_expected_depth() -> None:
+    assert resolution_levels(256, 1024, (4, 16)) == 6
+    assert resolution_levels(256, 512, (4, 8)) == 6
+    assert resolution_levels(N_MELS, N_FRAMES, INIT) == 3
+
+
+def test_bad_plan_or_noise_raises() -> None:
+    with pytest.raises(ValueError, match="attention plan"):
+        Generator(attention_plan=("single",) * 4, **TINY)
+    generator = Generator(attention_plan=(), **TINY)
+    with pytest.raises(ValueError, match="z must be"):
+        generator(torch.randn(2, Z_DIM + 1), make_text())
+
+
+def test_schema_defaults_match_constructor_defaults() -> None:
+    defaults = model_defaults()
+    g_params = inspect.signature(Generator).parameters
+    d_params = inspect.signature(Discriminator).parameters
+    assert defaults["z_dim"] == g_params["z_dim"].default
+    assert defaults["g_channels"] == g_params["base_channels"].default
+    assert defaults["d_channels"] == d_params["base_channels"].default
+    assert defaults["attention_impl"] == g_params["attention_impl"].default == d_params["attention_impl"].default
+    assert tuple(defaults["init_shape"]) == g_params["init_shape"].default == d_params["init_shape"].default
+    assert tuple(defaults["g_attention"]) == g_params["attention_plan"].default
+    assert tuple(defaults["d_attention"]) == d_params["attention_plan"].default
+    assert defaults["g_output_shift"] == g_params["output_shift"].default
+
+
+def test_build_models_rejects_unknown_or_mistyped_keys() -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        build_models({"g_chanels": 64}, N_MELS, N_FRAMES, SENTENCE_DIM, WORD_DIM)
+    with pytest.raises(jsonschema.ValidationError):
+        build_models({"attention_impl": "sparse"}, N_MELS, N_FRAMES, SENTENCE_DIM, WORD_DIM)
+
+
+def test_build_models_tiny_config_runs_end_to_end() -> None:
+    torch.manual_seed(0)
+    cfg = {"z_dim": Z_DIM, "g_channels": 32, "d_channels": 32, "min_channels": 8, "init_shape": list(INIT),
+           "heads": 2, "g_attention": ["double"], "d_attention": ["single", "triple"], "proj_dim": 6,
+           "region_dim": 7, "attention_impl": "axial"}
+    generator, discriminator = build_models(cfg, N_MELS, N_FRAMES, SENTENCE_DIM, WORD_DIM)
+    text = make_text()
+    out = discriminator(generator(torch.randn(2, Z_DIM), text), text)
+    assert out.logit.shape == (2,)
+    assert out.anchor.shape == (2, 6) and out.regions.shape[-1] == 7
+
+
+def test_paper_size_parameter_counts_without_activations() -> None:
+    """Building allocates weights only; no forward pass is run."""
+    generator, discriminator = build_models({}, 256, 1024, 512, 768)
+    assert len(generator.blocks) == len(discriminator.blocks) == 6
+    linear = generator.input.parametrizations.weight.original
+    assert tuple(linear.shape) == (1024 * 4 * 16, 128)
+    assert count_parameters(generator.input) == (128 + 1) * 1024 * 4 * 16
+    assert count_parameters(generator.out_conv) == 32 + 1  # floor of 32 channels at 256 x 1024
+    assert discriminator.logit_head.in_features == 1024
+    n_generator, n_discriminator = count_parameters(generator), count_parameters(discriminator)
+    assert n_generator == sum(count_parameters(child) for child in generator.children()) + 2  # + output affine
+    assert 10_000_000 < n_generator < 100_000_000
+    assert 10_000_000 < n_discriminator < 100_000_000

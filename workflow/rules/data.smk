@@ -1,0 +1,71 @@
+# Data: acquire -> resample (48 kHz) -> mel shards, and the text-embedding cache.
+
+
+rule acquire:
+    output:
+        manifest=f"{P.RAW}/manifest.parquet",
+    params:
+        settings=section(PARAMS, "data", "seed"),
+        code=source_fingerprint("data"),
+        cli=CLI_CONFIG,
+    log:
+        f"{P.LOGS}/acquire.log",
+    shell:
+        "scenesynth acquire {params.cli} --out {P.RAW} > {log:q} 2>&1"
+
+
+rule resample:
+    input:
+        manifest=rules.acquire.output.manifest,
+    output:
+        manifest=f"{P.AUDIO_48K}/manifest.parquet",
+        rejects=f"{P.AUDIO_48K}/rejects.csv",
+    params:
+        settings=section(PARAMS, "audio", "resample"),
+        code=source_fingerprint("data"),
+        cli=CLI_CONFIG,
+    threads: 8
+    log:
+        f"{P.LOGS}/resample.log",
+    benchmark:
+        f"{P.BENCHMARKS}/resample.tsv"
+    shell:
+        "scenesynth resample {params.cli} --workers {threads} --manifest {input.manifest:q}"
+        " --out {P.AUDIO_48K} > {log:q} 2>&1"
+
+
+rule mel:
+    input:
+        manifest=rules.resample.output.manifest,
+    output:
+        index=f"{P.MELS}/index.json",
+        rejects=f"{P.MELS}/rejects.csv",
+    params:
+        settings=section(PARAMS, "audio", "mel", "seed"),
+        code=source_fingerprint("features", "data"),
+        cli=CLI_CONFIG,
+    threads: 8
+    log:
+        f"{P.LOGS}/mel.log",
+    benchmark:
+        f"{P.BENCHMARKS}/mel.tsv"
+    shell:
+        "scenesynth mel {params.cli} --workers {threads} --manifest {input.manifest:q}"
+        " --out {P.MELS} > {log:q} 2>&1"
+
+
+rule text:
+    input:
+        manifest=rules.resample.output.manifest,
+    output:
+        info=f"{P.TEXT}/info.json",
+        captions=f"{P.TEXT}/captions.parquet",
+        vocab=f"{P.TEXT}/vocab.npz",
+    params:
+        settings=section(PARAMS, "text", "seed"),
+        code=source_fingerprint("text"),
+        cli=CLI_CONFIG,
+    log:
+        f"{P.LOGS}/text.log",
+    shell:
+        "scenesynth text {params.cli} --manifest {input.manifest:q} --out {P.TEXT} > {log:q} 2>&1"

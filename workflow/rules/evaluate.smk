@@ -1,0 +1,45 @@
+# The challenge protocol on the dev set: generate one clip per prompt and seed, then FAD
+# and the conditioning score (metrics/*.json, also logged to the training's MLflow run).
+
+
+rule generate:
+    input:
+        model=rules.train.output.model,
+        text=rules.text.output.info,
+        manifest=rules.acquire.output.manifest,
+    output:
+        record=f"{P.GENERATED}/generation.json",
+    params:
+        settings=section(PARAMS, "generate"),
+        code=source_fingerprint("inference", "models"),
+        cli=CLI_CONFIG,
+    threads: 2
+    log:
+        f"{P.LOGS}/generate.log",
+    benchmark:
+        f"{P.BENCHMARKS}/generate.tsv"
+    shell:
+        "scenesynth generate {params.cli} --model {input.model:q} --text {P.TEXT}"
+        " --manifest {input.manifest:q} --out {P.GENERATED} > {log:q} 2>&1"
+
+
+rule evaluate:
+    input:
+        record=rules.generate.output.record,
+        manifest=rules.acquire.output.manifest,
+        train=rules.train.output.metrics,
+    output:
+        fad=f"{P.METRICS}/fad.json",
+        conditioning=f"{P.METRICS}/conditioning.json",
+    params:
+        settings=section(PARAMS, "evaluate", "generate"),
+        code=source_fingerprint("evaluation"),
+        cli=CLI_CONFIG,
+    threads: 2
+    log:
+        f"{P.LOGS}/evaluate.log",
+    benchmark:
+        f"{P.BENCHMARKS}/evaluate.tsv"
+    shell:
+        "scenesynth evaluate {params.cli} --generated {P.GENERATED} --manifest {input.manifest:q}"
+        " --out {P.METRICS} --run {P.RUN} > {log:q} 2>&1"
