@@ -15,7 +15,6 @@ the background"``.
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +127,7 @@ def _active_rms(x: np.ndarray, sample_rate: int) -> float:
     Sparse events such as clock ticks would otherwise get a tiny whole-clip RMS
     and be pushed far above the background by the SNR.
     """
-    frame = max(1, int(0.02 * sample_rate))
+    frame = max(1, min(int(0.02 * sample_rate), len(x)))
     n_frames = max(1, len(x) // frame)
     frame_power = np.mean(x[: n_frames * frame].reshape(n_frames, -1) ** 2, axis=1)
     active = frame_power >= frame_power.max() * 10 ** (-30 / 10)
@@ -136,7 +135,14 @@ def _active_rms(x: np.ndarray, sample_rate: int) -> float:
 
 
 def render_clip(
-    fg: str, bg: str, fg_rng, bg_rng, mix_rng, n_samples: int, sample_rate: int, snr_db: tuple[float, float]
+    fg: str,
+    bg: str,
+    fg_rng: np.random.Generator,
+    bg_rng: np.random.Generator,
+    mix_rng: np.random.Generator,
+    n_samples: int,
+    sample_rate: int,
+    snr_db: tuple[float, float],
 ) -> np.ndarray:
     """Mix one foreground over one background (or a faint room tone) at a random SNR.
 
@@ -198,7 +204,8 @@ def synthesize_demo(
     """Write the synthetic demo clips under ``out_dir/audio`` and return their manifest.
 
     The same arguments always give byte-identical WAV files and an identical
-    manifest, whatever ``workers`` is. Clips are mono 16-bit PCM.
+    manifest, whatever ``workers`` is (``workers > 1`` uses worker processes).
+    Clips are mono 16-bit PCM; ``out_dir/README.txt`` marks the folder as synthetic.
     """
     if n_train < 0 or n_dev < 0:
         raise ValueError("n_train and n_dev must be non-negative")
@@ -211,8 +218,9 @@ def synthesize_demo(
     tasks += [(str(out_dir), "dev", i, seed, sample_rate, n_samples, (low, high)) for i in range(n_dev)]
     write_text(out_dir / "README.txt", _README)
     if workers > 1 and len(tasks) > 1:
-        # spawn, not fork: safe even when the caller has torch threads running.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        # The platform's default start method: fork on Linux needs no __main__ guard in
+        # callers such as Snakemake scripts; where it is spawn, callers need the guard.
+        with ProcessPoolExecutor(max_workers=workers) as pool:
             rows = list(pool.map(_make_clip, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
     else:
         rows = [_make_clip(task) for task in tasks]
