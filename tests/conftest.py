@@ -73,3 +73,21 @@ def tiny_model(tmp_path_factory, tiny_params, tiny_data, mlflow_uri) -> dict:
     params = with_overrides(tiny_params, mlflow={"tracking_uri": mlflow_uri, "experiment": "tests"})
     summary = train(params, tiny_data["mels"], tiny_data["text"], run, run / "train.json")
     return {"run": run, "model": run / "model.pt", "params": params, "summary": summary}
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch/BLAS thread for numeric-heavy test modules: on a busy 2-core machine,
+    thread pools spinning against other processes make small ops several times slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # only a speed-up
+        yield
+    else:
+        with threadpool_limits(limits=1):
+            yield
+    torch.set_num_threads(previous)

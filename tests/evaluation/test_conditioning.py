@@ -19,20 +19,7 @@ FOREGROUNDS = ("beep", "whistle", "warble")
 BACKGROUNDS = ("white", "pink", "brown")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_threaded():
-    """One BLAS/torch thread: on a busy 2-core machine idle-spinning worker threads cost ~10x."""
-    previous_torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only a speed-up
-        yield
-    else:
-        with threadpool_limits(limits=1):
-            yield
-    torch.set_num_threads(previous_torch_threads)
-
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 def coloured_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """White, pink (1/f power) or brown (1/f^2 power) noise with unit std."""

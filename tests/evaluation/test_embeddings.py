@@ -17,20 +17,7 @@ from scenesynth.evaluation.embeddings import (
 RATE = 32_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_threaded():
-    """One BLAS/torch thread: on a busy 2-core machine idle-spinning worker threads cost ~10x."""
-    previous_torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only a speed-up
-        yield
-    else:
-        with threadpool_limits(limits=1):
-            yield
-    torch.set_num_threads(previous_torch_threads)
-
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 def tone(freq_hz: float, seconds: float, rate: int = RATE) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate

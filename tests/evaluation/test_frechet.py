@@ -14,20 +14,7 @@ from scenesynth.evaluation.frechet import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_threaded():
-    """One BLAS/torch thread: on a busy 2-core machine idle-spinning worker threads cost ~10x."""
-    previous_torch_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: only a speed-up
-        yield
-    else:
-        with threadpool_limits(limits=1):
-            yield
-    torch.set_num_threads(previous_torch_threads)
-
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 def sqrtm_reference(mu1, cov1, mu2, cov2) -> float:
     """The textbook FID formula (scipy sqrtm of C1 C2, real part), used only as a cross-check."""

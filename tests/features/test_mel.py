@@ -24,15 +24,7 @@ CLIP_SAMPLES = 491520  # 10.24 s
 LOG_FLOOR = math.log(1e-5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """One intra-op thread: on a small shared machine, torch's thread pool spinning
-    against other processes makes these many small ops several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def front_end() -> MelFrontEnd:

@@ -19,15 +19,7 @@ from scenesynth.inference.griffin_lim import _FrontEndStft, _reflect_pad_adjoint
 SR = 48000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """One intra-op thread: on a small shared machine, torch's thread pool spinning
-    against other processes makes these many small ops several times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def front_end() -> MelFrontEnd:

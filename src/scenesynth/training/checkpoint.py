@@ -69,11 +69,21 @@ def make_ema(generator: torch.nn.Module) -> torch.nn.Module:
     return ema
 
 
+def ema_decay_at(decay: float, step: int) -> float:
+    """The EMA decay warms up as min(decay, (1 + step) / (10 + step)).
+
+    With a fixed 0.999, a short run's EMA stays ~80 % the random initial weights after
+    240 steps (0.999^240); the warm-up lets early averages follow the model.
+    """
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
 @torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    """Exponential moving average of parameters; buffers (BN statistics) are copied."""
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step: int) -> None:
+    """Exponential moving average of parameters (warmed-up decay); buffers (BN statistics) are copied."""
+    weight = 1.0 - ema_decay_at(decay, step)
     for p_ema, p in zip(ema.parameters(), model.parameters()):
-        p_ema.lerp_(p.detach(), 1.0 - decay)
+        p_ema.lerp_(p.detach(), weight)
     for b_ema, b in zip(ema.buffers(), model.buffers()):
         b_ema.copy_(b)
 

@@ -106,7 +106,7 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
     finally:
         D.requires_grad_(True)
     if state.generator_ema is not None:
-        update_ema(state.generator_ema, G, params["model"]["ema_decay"])
+        update_ema(state.generator_ema, G, params["model"]["ema_decay"], state.step)
     state.step += 1
     logs.update(logs_g)
     return logs
