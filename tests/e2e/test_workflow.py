@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO, venv_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-PROJECT_FILES = ("Snakefile", "workflow", "config", "params.yaml", "dvc.yaml", "src", ".gitignore")
+PROJECT_FILES = ("Snakefile", "workflow", "profiles", "config", "params.yaml", "dvc.yaml", "src", ".gitignore")
 TINY = ["--config", "overlay=config/tiny.yaml"]
 
 
