@@ -72,7 +72,7 @@ def test_invalid_params_stop_before_any_job(tmp_path):
 
 def test_snakemake_runs_the_whole_dag_and_reruns_only_what_changed(tmp_path):
     project = project_copy(tmp_path)
-    run(["snakemake", "--cores", "2", *TINY, "data/raw/manifest.parquet"], project)
+    run(["snakemake", "--cores", "2", "data/raw/manifest.parquet", *TINY], project)
     manifest = pd.read_parquet(project / "data/raw/manifest.parquet")
     train_keys = sorted(manifest.query("split == 'train'")["key"])
     (project / "data/raw" / f"audio/{train_keys[0]}.wav").write_bytes(b"RIFF\x00\x00garbage")

@@ -61,3 +61,19 @@ def test_missing_clip_and_unavailable_embedding_fail_clearly(tmp_path, tiny_mode
     panns = with_overrides(params, evaluate={"fad_embedding": "panns_wavegram_logmel"})
     with pytest.raises(EmbeddingUnavailable, match="3987831"):
         evaluate(panns, tmp_path / "gen", tiny_data["raw"], tmp_path / "m", tiny_model["run"])
+
+
+def test_unreadable_reference_or_training_clips_are_skipped_and_reported(tmp_path, tiny_model, tiny_data):
+    params = tiny_model["params"]
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_data["raw"].parent, raw)
+    table = read_manifest(raw / "manifest.parquet")
+    dev_key = sorted(table.query("split == 'dev'")["key"])[0]
+    train_key = sorted(table.query("split == 'train'")["key"])[0]
+    (raw / "audio" / f"{dev_key}.wav").write_bytes(b"")
+    (raw / "audio" / f"{train_key}.wav").write_bytes(b"junk")
+    references_as_generated(tiny_data, params, tmp_path / "gen")
+    result = evaluate(params, tmp_path / "gen", raw / "manifest.parquet", tmp_path / "m", tiny_model["run"])
+    assert [s["key"] for s in result["fad"]["skipped_references"]] == [dev_key]
+    assert result["fad"]["n_prompts"] == int((table["split"] == "dev").sum()) - 1
+    assert [s["key"] for s in result["conditioning"]["skipped_training_clips"]] == [train_key]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest
-from scenesynth.data.resample import load_mono
+from scenesynth.data.resample import AudioReadError, load_mono
 from scenesynth.evaluation.conditioning import conditioning_score
 from scenesynth.evaluation.embeddings import embed_clips, get_embedding
 from scenesynth.evaluation.frechet import frechet_distance, gaussian_stats
@@ -36,6 +36,19 @@ def _load_at(paths: list[str], rate: int) -> list[np.ndarray]:
         wave, source_rate = load_mono(path)
         waves.append(wave if source_rate == rate else soxr.resample(wave, source_rate, rate, quality="HQ"))
     return waves
+
+
+def readable(table: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Rows whose audio loads; the others are left out and reported (as the resample stage does)."""
+    keep, skipped = [], []
+    for i, path in enumerate(table["path"]):
+        try:
+            load_mono(path)
+            keep.append(i)
+        except AudioReadError as err:
+            skipped.append({"key": table["key"].iloc[i], "path": path, "reason": str(err)})
+            log.warning("%s: skipped (%s)", path, err)
+    return table.iloc[keep].reset_index(drop=True), skipped
 
 
 def generated_paths(folder: Path, keys: list[str]) -> list[str]:
@@ -95,7 +108,7 @@ def conditioning_metrics(params: dict, manifest: pd.DataFrame, dev: pd.DataFrame
     if not all(c in manifest for c in LABEL_COLUMNS) or manifest["foreground"].isna().any():
         log.info("no foreground/background labels in the manifest: conditioning score skipped")
         return None
-    train = manifest[manifest["split"] == "train"].sort_values("key")
+    train, skipped = readable(manifest[manifest["split"] == "train"].sort_values("key"))
     if len(train) > MAX_CLASSIFIER_CLIPS:
         train = train.sample(MAX_CLASSIFIER_CLIPS, random_state=params["seed"]).sort_values("key")
     train_waves = _load_at(list(train["path"]), rate)
@@ -107,19 +120,20 @@ def conditioning_metrics(params: dict, manifest: pd.DataFrame, dev: pd.DataFrame
                               _load_at(list(dev["path"]), rate), list(dev["foreground"]), list(dev["background"]),
                               rate, seed=params["seed"])
     return {"generated": generated, "real_dev": {k: real[k] for k in ("fg_accuracy", "bg_accuracy")},
-            "generation_seed": seed}
+            "generation_seed": seed, "skipped_training_clips": skipped}
 
 
 def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
              run_dir: str | Path) -> dict:
     generated, metrics_dir = Path(generated), Path(metrics_dir)
     table = read_manifest(manifest)
-    dev = table[table["split"] == "dev"].sort_values("key").reset_index(drop=True)
+    dev, skipped_refs = readable(table[table["split"] == "dev"].sort_values("key").reset_index(drop=True))
     if len(dev) < 2:
         raise ValueError(f"{manifest}: FAD needs at least 2 dev prompts, found {len(dev)}")
     rate = params["generate"]["sample_rate"]
     fad_result, waves_by_seed = fad_metrics(params, dev, generated, rate)
     fad_result["stand_ins"] = stand_ins(params)
+    fad_result["skipped_references"] = skipped_refs
     write_json(metrics_dir / "fad.json", fad_result)
     flat = {"fad_mean": fad_result["fad_mean"], "fad_std": fad_result["fad_std"]}
     cond = conditioning_metrics(params, table, dev, waves_by_seed, rate) if params["evaluate"]["conditioning"] else None
