@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from scenesynth.config import fingerprint
+from scenesynth.workflow import source_fingerprint
 from scenesynth.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,12 @@ _VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every"
 
 
 def training_fingerprint(params: dict, text_info: dict) -> str:
-    """Hash of the settings that shape the weights (not the run length or logging cadence)."""
+    """Hash of what shapes the weights: settings (not the run length or logging cadence) and the
+    code of the model, losses and loop (a checkpoint of other code is not resumed)."""
     train = {k: v for k, v in params["train"].items() if k not in _VOLATILE_TRAIN_KEYS}
     return fingerprint({"model": params["model"], "loss": params["loss"], "audio": params["audio"],
-                        "train": train, "seed": params["seed"], "text": text_info})
+                        "train": train, "seed": params["seed"], "text": text_info,
+                        "code": source_fingerprint("models", "losses", "training")})
 
 
 @dataclass
