@@ -80,3 +80,10 @@ def test_load_mono_rejects_non_finite(tmp_path):
     sf.write(path, np.array([0.0, np.nan, 0.1], dtype=np.float32), 16000, subtype="FLOAT")
     with pytest.raises(AudioReadError, match="non-finite"):
         load_mono(path)
+
+
+def test_outputs_of_other_inputs_are_not_reused(tmp_path):
+    manifest = make_source(tmp_path)
+    resample_manifest(manifest, tmp_path / "out", 48000, "HQ", workers=1)
+    resample_manifest(manifest, tmp_path / "out", 44100, "HQ", workers=1)
+    assert sf.info(tmp_path / "out" / "audio" / "clip0.flac").samplerate == 44100

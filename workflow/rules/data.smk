@@ -6,7 +6,7 @@ rule acquire:
         manifest=f"{P.RAW}/manifest.parquet",
     params:
         settings=section(PARAMS, "data", "seed"),
-        code=source_fingerprint("data"),
+        code=source_fingerprint("data", "utils"),
         cli=CLI_CONFIG,
     log:
         f"{P.LOGS}/acquire.log",
@@ -22,7 +22,7 @@ rule resample:
         rejects=f"{P.AUDIO_48K}/rejects.csv",
     params:
         settings=section(PARAMS, "audio", "resample"),
-        code=source_fingerprint("data"),
+        code=source_fingerprint("data", "utils"),
         cli=CLI_CONFIG,
     threads: 8
     log:
@@ -42,7 +42,7 @@ rule mel:
         rejects=f"{P.MELS}/rejects.csv",
     params:
         settings=section(PARAMS, "audio", "mel", "seed"),
-        code=source_fingerprint("features", "data"),
+        code=source_fingerprint("features", "data", "utils"),
         cli=CLI_CONFIG,
     threads: 8
     log:
@@ -56,14 +56,14 @@ rule mel:
 
 rule text:
     input:
-        manifest=rules.resample.output.manifest,
+        manifest=rules.acquire.output.manifest,
     output:
         info=f"{P.TEXT}/info.json",
         captions=f"{P.TEXT}/captions.parquet",
         vocab=f"{P.TEXT}/vocab.npz",
     params:
         settings=section(PARAMS, "text", "seed"),
-        code=source_fingerprint("text"),
+        code=source_fingerprint("text", "data", "utils"),
         cli=CLI_CONFIG,
     log:
         f"{P.LOGS}/text.log",

@@ -11,7 +11,7 @@ rule generate:
         record=f"{P.GENERATED}/generation.json",
     params:
         settings=section(PARAMS, "generate"),
-        code=source_fingerprint("inference", "models"),
+        code=source_fingerprint("inference", "models", "text", "features", "utils"),
         cli=CLI_CONFIG,
     threads: 2
     log:
@@ -33,7 +33,7 @@ rule evaluate:
         conditioning=f"{P.METRICS}/conditioning.json",
     params:
         settings=section(PARAMS, "evaluate", "generate"),
-        code=source_fingerprint("evaluation"),
+        code=source_fingerprint("evaluation", "data", "training", "utils"),
         cli=CLI_CONFIG,
     threads: 2
     log:

@@ -11,7 +11,7 @@ rule train:
         metrics=f"{P.METRICS}/train.json",
     params:
         settings=section(PARAMS, "audio", "model", "loss", "train", "seed"),
-        code=source_fingerprint("models", "losses", "training", "text"),
+        code=source_fingerprint("models", "losses", "training", "text", "features", "inference", "utils"),
         cli=CLI_CONFIG,
     threads: 4
     log:

@@ -9,6 +9,9 @@ resume where it stopped.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -19,8 +22,12 @@ import soxr
 from tqdm import tqdm
 
 from scenesynth.data.manifest import read_manifest, write_manifest, write_rejects
-from scenesynth.utils.atomic import atomic_path
+from scenesynth.config import fingerprint
+from scenesynth.utils.atomic import atomic_path, write_text
 from scenesynth.utils.parallel import resolve_workers
+
+
+log = logging.getLogger(__name__)
 
 
 class AudioReadError(ValueError):
@@ -67,12 +74,24 @@ def _resample_job(args: tuple) -> tuple[float, str | None]:
     return resample_clip(*args)
 
 
+def _discard_stale_audio(out_dir: Path, manifest_path: str | Path, target_rate: int, quality: str) -> None:
+    """Finished files are reused only for the same source manifest, rate and quality."""
+    identity = fingerprint({"manifest": hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest(),
+                            "rate": target_rate, "quality": quality})
+    marker = out_dir / ".resample_id"
+    if marker.is_file() and marker.read_text().strip() != identity:
+        log.info("%s holds audio resampled from other inputs: removing it", out_dir / "audio")
+        shutil.rmtree(out_dir / "audio", ignore_errors=True)
+    (out_dir / "audio").mkdir(parents=True, exist_ok=True)
+    write_text(marker, identity + "\n")
+
+
 def resample_manifest(manifest_path: str | Path, out_dir: str | Path, target_rate: int, quality: str,
                       workers: int = 0) -> tuple[pd.DataFrame, list[dict]]:
     """Resample all clips; write ``out_dir/manifest.parquet`` and ``out_dir/rejects.csv``."""
     out_dir = Path(out_dir)
     df = read_manifest(manifest_path)
-    (out_dir / "audio").mkdir(parents=True, exist_ok=True)
+    _discard_stale_audio(out_dir, manifest_path, target_rate, quality)
     destinations = [str(out_dir / "audio" / f"{key}.flac") for key in df["key"]]
     jobs = [(src, dst, target_rate, quality) for src, dst in zip(df["path"], destinations)]
     n_workers = resolve_workers(workers)

@@ -81,9 +81,11 @@ def crop_and_resample(wave: np.ndarray, rate: int, seconds: float, out_rate: int
     return np.pad(out, (0, max(0, n_out - len(out))))[:n_out]
 
 
-def _discard_stale_outputs(out_dir: Path, model_path: str | Path, gen_cfg: dict) -> None:
-    """Clips already present are reused only if made by this model with these settings."""
-    digest = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16] + "-" + fingerprint(gen_cfg)
+def _discard_stale_outputs(out_dir: Path, inputs: list[Path], gen_cfg: dict) -> None:
+    """Clips already present are reused only if made from these inputs (model, text cache,
+    prompts) with these settings."""
+    hashes = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in inputs]
+    digest = fingerprint({"inputs": hashes, "generate": gen_cfg})
     marker = out_dir / ".generation_id"
     if marker.is_file() and marker.read_text().strip() != digest:
         log.info("%s holds clips of another model or settings: removing them", out_dir)
@@ -114,7 +116,7 @@ def generate_dev_set(params: dict, model_path: str | Path, text: str | Path, man
     if dev.empty:
         raise ValueError(f"{manifest}: no dev prompts (split == 'dev')")
     out_dir = Path(out_dir)
-    _discard_stale_outputs(out_dir, model_path, gen_cfg)
+    _discard_stale_outputs(out_dir, [Path(model_path), Path(text) / "captions.parquet", Path(manifest)], gen_cfg)
     started, n_done, chosen = time.perf_counter(), 0, {}
     for seed in gen_cfg["seeds"]:
         for index, row in tqdm(list(dev.iterrows()), desc=f"generate seed {seed}", unit="prompt", mininterval=2.0):
@@ -123,7 +125,7 @@ def generate_dev_set(params: dict, model_path: str | Path, text: str | Path, man
                 continue
             gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
             n = gen_cfg["n_candidates"]
-            z = torch.randn(n, params["model"]["z_dim"], generator=gen).to(device)
+            z = torch.randn(n, saved["model"]["z_dim"], generator=gen).to(device)
             text_batch = cache.batch([row["caption"]] * n).to(device)
             mels = generator(z, text_batch)
             scores = discriminator_scores(discriminator, mels, text_batch) if n > 1 else torch.zeros(1)

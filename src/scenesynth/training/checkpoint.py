@@ -22,15 +22,16 @@ from scenesynth.utils.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 # train.* keys that do not change what is learnt (a resumed run may change them).
-_VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "num_workers", "device")
+_VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "device")
 
 
-def training_fingerprint(params: dict, text_info: dict) -> str:
-    """Hash of what shapes the weights: settings (not the run length or logging cadence) and the
-    code of the model, losses and loop (a checkpoint of other code is not resumed)."""
+def training_fingerprint(params: dict, data_identity: dict) -> str:
+    """Hash of what shapes the weights: settings (not the run length or logging cadence), the
+    training data (shard hashes, text cache) and the code of the model, losses and loop.
+    A checkpoint that differs in any of these is not resumed."""
     train = {k: v for k, v in params["train"].items() if k not in _VOLATILE_TRAIN_KEYS}
     return fingerprint({"model": params["model"], "loss": params["loss"], "audio": params["audio"],
-                        "train": train, "seed": params["seed"], "text": text_info,
+                        "train": train, "seed": params["seed"], "data": data_identity,
                         "code": source_fingerprint("models", "losses", "training")})
 
 
@@ -53,6 +54,7 @@ class TrainState:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -63,6 +65,8 @@ class TrainState:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step = int(state["step"])
 
 
@@ -92,6 +96,12 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
 
 
 def save_checkpoint(state: TrainState, path: str | Path, config_fingerprint: str) -> None:
+    """Write atomically; refuse to save non-finite weights over the last good checkpoint."""
+    for name, module in (("generator", state.generator), ("discriminator", state.discriminator)):
+        bad = next((n for n, p in module.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:
+            raise FloatingPointError(f"step {state.step}: {name} parameter {bad} is not finite; "
+                                     f"{path} keeps the last good checkpoint")
     with atomic_path(path) as tmp:
         torch.save(state.state_dict(config_fingerprint), tmp)
 
@@ -103,8 +113,10 @@ def try_resume(state: TrainState, path: str | Path, config_fingerprint: str) -> 
         return False
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if saved.get("fingerprint") != config_fingerprint:
-        log.warning("%s was written with other settings (fingerprint %s != %s): starting afresh",
-                    path, saved.get("fingerprint"), config_fingerprint)
+        kept = path.with_name(f"{path.stem}.{saved.get('fingerprint', 'unknown')}{path.suffix}")
+        path.replace(kept)
+        log.warning("%s was written with other settings, data or code: kept as %s, starting afresh",
+                    path, kept.name)
         return False
     state.load_state_dict(saved)
     log.info("resumed from %s at step %d", path, state.step)

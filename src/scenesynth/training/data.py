@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from scenesynth.features.shards import iter_shard_samples, read_index, shard_paths
+from scenesynth.features.shards import make_webdataset, read_index, shard_paths
 
 
 class MelCaptionStream(IterableDataset):
-    """Yields (mel [1, F, T] float32, caption) forever."""
+    """Yields (mel [1, F, T] float16, caption) forever (float16 keeps the shuffle buffer small)."""
 
     def __init__(self, shard_dir: str | Path, seed: int, shuffle_buffer: int = 0, start_epoch: int = 0):
         self.shard_dir = Path(shard_dir)
@@ -43,9 +43,14 @@ class MelCaptionStream(IterableDataset):
 
     def _samples(self) -> Iterator[tuple[torch.Tensor, str]]:
         for epoch in itertools.count(self.start_epoch):
-            for sample in iter_shard_samples(self._my_shards(epoch), shuffle=False):
-                mel = torch.from_numpy(np.asarray(sample["mel"], dtype=np.float32))[None]
-                yield mel, sample["meta"]["caption"]
+            shards = self._my_shards(epoch)
+            # The shards are already split between workers here: webdataset must not split again.
+            n_read = 0
+            for sample in make_webdataset(shards, shuffle=False, workersplitter=None):
+                n_read += 1
+                yield torch.from_numpy(np.asarray(sample["mel"], dtype=np.float16))[None], sample["meta"]["caption"]
+            if n_read == 0:
+                raise RuntimeError(f"{self.shard_dir}: a pass over shards {[p.name for p in shards]} gave no sample")
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, str]]:
         info = get_worker_info()
@@ -65,7 +70,7 @@ class MelCaptionStream(IterableDataset):
 
 def _collate(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
     mels, captions = zip(*items)
-    return torch.stack(mels), list(captions)
+    return torch.stack(mels).float(), list(captions)  # float16 in the shuffle buffer, float32 out
 
 
 def batch_stream(shard_dir: str | Path, batch_size: int, seed: int, shuffle_buffer: int, num_workers: int,

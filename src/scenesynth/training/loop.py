@@ -11,6 +11,7 @@ uninterrupted one would have (bit-identical on CPU).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scenesynth.config import fingerprint
+from scenesynth.features.shards import read_index
 from scenesynth.losses.objectives import discriminator_objective, generator_objective
 from scenesynth.models import build_models
 from scenesynth.text.cache import TextCache
@@ -42,6 +45,13 @@ def pick_device(choice: str) -> torch.device:
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(choice)
+
+
+def fp32(out):
+    """A discriminator output with every tensor in float32: the contrastive losses divide by
+    tau = 0.1 and scale by gamma3 = 50, which bf16's 3 significant digits cannot carry."""
+    return dataclasses.replace(out, **{f.name: getattr(out, f.name).float() if getattr(out, f.name).is_floating_point()
+                                      else getattr(out, f.name) for f in dataclasses.fields(out)})
 
 
 def autocast_for(device: torch.device, precision: str):
@@ -86,7 +96,8 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
         with amp:
             with torch.no_grad():
                 fake = G(torch.randn(len(captions), z_dim, device=device), text)
-            loss_d, logs_d = discriminator_objective(D(mels, text), D(fake.detach(), text), text.caption_ids, loss_cfg)
+            real_out, fake_out = D(mels, text), D(fake.detach(), text)
+        loss_d, logs_d = discriminator_objective(fp32(real_out), fp32(fake_out), text.caption_ids, loss_cfg)
         _check_finite(logs_d, state.step, checkpoint)
         state.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -98,7 +109,8 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
             fake = G(torch.randn(len(captions), z_dim, device=device), text)
             with torch.no_grad():
                 real_out = D(mels, text)
-            loss_g, logs_g = generator_objective(D(fake, text), real_out, text.caption_ids, loss_cfg)
+            fake_out = D(fake, text)
+        loss_g, logs_g = generator_objective(fp32(fake_out), fp32(real_out), text.caption_ids, loss_cfg)
         _check_finite(logs_g, state.step, checkpoint)
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -131,7 +143,9 @@ def train(params: dict, shards: str | Path, text: str | Path, run_dir: str | Pat
     cache = TextCache(text)
     state = build_state(params, cache.info, device)
     checkpoint = run_dir / "checkpoints" / "last.pt"
-    config_fp = training_fingerprint(params, cache.info)
+    data_identity = {"shards": [s["sha256"] for s in read_index(shards)["shards"]],
+                     "text": fingerprint({"info": cache.info, "captions": cache.captions})}
+    config_fp = training_fingerprint(params, data_identity)
     resumed = try_resume(state, checkpoint, config_fp)
     target = train_cfg["steps"] if max_steps is None else min(max_steps, train_cfg["steps"])
     tracker = Tracker(params, run_dir, resume=resumed)
