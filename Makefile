@@ -33,6 +33,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention.py
+	$(BIN)/python benchmarks/train_step.py
 
 clean-demo:
 	rm -rf data runs outputs metrics logs benchmarks/logs mlflow.db mlartifacts .snakemake
