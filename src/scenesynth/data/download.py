@@ -1,0 +1,194 @@
+"""Resumable, verified HTTP downloads for data acquisition (WavCaps zip parts, AudioCaps CSVs, checkpoints).
+
+Why not a bare ``urlretrieve``: the WavCaps parts are many GB, so a killed job must resume
+where it stopped (bytes go to ``<dest>.part``, continued with an HTTP ``Range`` request); a
+file is only trusted after its size and sha256 are checked, and only then renamed onto
+``dest`` atomically, so an existing ``dest`` is always complete and is never fetched again.
+Transient failures (connection errors, stalls, truncated bodies, 5xx/429) are retried with
+exponential backoff; other 4xx fail at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from scenesynth.utils.atomic import write_json
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "scenesynth-downloader/1"
+_PROGRESS_EVERY_S = 10.0
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
+
+
+class DownloadError(RuntimeError):
+    """A download failed for good (after retries, on a client error, or on a checksum mismatch)."""
+
+
+class _TransientError(Exception):
+    """A failure worth retrying: the bytes received so far stay in the .part file."""
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks so multi-GB files need no memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_checksum(path: str | os.PathLike) -> dict:
+    """The ``{"sha256", "size"}`` entry that ``save_checksums`` records for a fetched file."""
+    return {"sha256": sha256_file(path), "size": Path(path).stat().st_size}
+
+
+def load_checksums(path: str | os.PathLike) -> dict[str, dict]:
+    """Recorded checksums ``{name: {"sha256": ..., "size": ...}}``; empty if none were recorded yet."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def save_checksums(path: str | os.PathLike, checksums: dict[str, dict]) -> None:
+    """Write recorded checksums atomically (sorted JSON, so the file diffs cleanly)."""
+    write_json(path, checksums)
+
+
+def _mismatch(path: Path, sha256: str | None, size: int | None) -> str | None:
+    """Why ``path`` does not match the expected size/sha256, or None when it does."""
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        return f"size {actual_size} bytes, expected {size}"
+    if sha256 is not None:
+        actual_sha = sha256_file(path)
+        if actual_sha != sha256.lower():
+            return f"sha256 {actual_sha}, expected {sha256.lower()}"
+    return None
+
+
+def download(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+    timeout: float = 60,
+    retries: int = 5,
+    backoff: float = 2.0,
+    chunk_size: int = 1 << 20,
+    progress: bool = False,
+) -> Path:
+    """Fetch ``url`` to ``dest`` (resuming a ``.part`` left by an earlier run), verify, rename; return ``dest``.
+
+    ``timeout`` bounds every socket read, so a stalled server fails instead of hanging. Attempt
+    ``k`` (k >= 1) waits ``backoff * 2**(k-1)`` seconds first; ``retries`` extra attempts at most.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        problem = _mismatch(dest, sha256, size)
+        if problem is None:
+            log.debug("%s already present and verified; not downloading %s", dest, url)
+            return dest
+        log.warning("%s exists but has %s; downloading %s again", dest, problem, url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+
+    last_cause: Exception | None = None
+    for attempt in range(retries + 1):
+        if attempt:
+            delay = backoff * 2 ** (attempt - 1)
+            log.warning("%s: attempt %d/%d failed (%s); retrying in %.3g s", url, attempt, retries + 1,
+                        last_cause, delay)
+            time.sleep(delay)
+        try:
+            _fetch_into_part(url, part, size=size, timeout=timeout, chunk_size=chunk_size, progress=progress)
+            break
+        except _TransientError as exc:
+            last_cause = exc
+    else:
+        raise DownloadError(f"{url}: failed after {retries + 1} attempt(s); last cause: {last_cause}")
+
+    problem = _mismatch(part, sha256, size)
+    if problem is not None:
+        part.unlink()  # a corrupt .part must not be resumed forever
+        raise DownloadError(f"{url}: downloaded file for {dest} has {problem}; deleted {part.name}")
+    os.replace(part, dest)
+    log.info("downloaded %s -> %s (%d bytes)", url, dest, dest.stat().st_size)
+    return dest
+
+
+def _fetch_into_part(url: str, part: Path, *, size: int | None, timeout: float, chunk_size: int,
+                     progress: bool) -> None:
+    """One attempt: append the missing bytes to ``part``; raise _TransientError for retryable failures."""
+    offset = part.stat().st_size if part.exists() else 0
+    if size is not None and offset > size:
+        log.warning("%s holds %d bytes, more than the expected %d; starting over", part, offset, size)
+        part.unlink()
+        offset = 0
+    headers = {"User-Agent": USER_AGENT}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        if exc.code == 416 and offset:
+            match = _UNSATISFIED_RANGE.search(exc.headers.get("Content-Range", ""))
+            total = size if size is not None else (int(match.group(1)) if match else None)
+            if total == offset:
+                log.info("%s: %s already holds all %d bytes", url, part.name, offset)
+                return
+            log.warning("%s: range %d- not satisfiable; restarting from zero", url, offset)
+            part.unlink()
+            return _fetch_into_part(url, part, size=size, timeout=timeout, chunk_size=chunk_size,
+                                    progress=progress)
+        if exc.code >= 500 or exc.code == 429:
+            raise _TransientError(f"HTTP {exc.code} {exc.reason}") from exc
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        raise _TransientError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from exc
+
+    with response:
+        mode = "ab"
+        if offset and response.status == 206:
+            match = _CONTENT_RANGE.search(response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != offset:
+                part.unlink()
+                raise _TransientError(f"server answered range {offset}- with Content-Range "
+                                      f"{response.headers.get('Content-Range')!r}; restarting")
+            log.info("%s: resuming at byte %d", url, offset)
+        elif offset:
+            log.warning("%s: server ignored the Range request (HTTP %d); restarting from zero",
+                        url, response.status)
+            mode, offset = "wb", 0
+        length_header = response.headers.get("Content-Length")
+        expected = int(length_header) if length_header is not None else None
+        received = 0
+        last_report = time.monotonic()
+        try:
+            with open(part, mode) as f:
+                while chunk := response.read(chunk_size):
+                    f.write(chunk)
+                    received += len(chunk)
+                    if progress and time.monotonic() - last_report >= _PROGRESS_EVERY_S:
+                        last_report = time.monotonic()
+                        total = f"/{(offset + expected) / 2**20:.1f}" if expected is not None else ""
+                        log.info("%s: %.1f%s MiB", url, (offset + received) / 2**20, total)
+        except (http.client.HTTPException, OSError) as exc:  # timeouts and resets mid-body
+            raise _TransientError(f"{type(exc).__name__} after {offset + received} bytes: {exc}") from exc
+    if expected is not None and received < expected:
+        raise _TransientError(f"truncated body: got {received} of {expected} bytes (now {offset + received} "
+                              f"in {part.name})")
