@@ -232,15 +232,24 @@ def conditioning_score(
         raise ValueError("eval_waves, eval_fg and eval_bg must have the same length")
     if not train_waves or not eval_waves:
         raise ValueError("conditioning_score needs at least one training and one eval clip")
+    return score_features(conditioning_features(train_waves, sample_rate), train_fg, train_bg,
+                          conditioning_features(eval_waves, sample_rate), eval_fg, eval_bg,
+                          seed=seed, holdout_folds=holdout_folds, weight_decay=weight_decay)
 
-    embedding = LogMelStatsEmbedding()
-    train_features = embed_clips(embedding, train_waves, sample_rate)
-    eval_features = embed_clips(embedding, eval_waves, sample_rate)
 
+def conditioning_features(waves: list[np.ndarray], sample_rate: int) -> np.ndarray:
+    """The classifier's input features (so a caller can embed a clip set once and score it twice)."""
+    return embed_clips(LogMelStatsEmbedding(), waves, sample_rate)
+
+
+def score_features(train_features: np.ndarray, train_fg: list[str], train_bg: list[str],
+                   eval_features: np.ndarray, eval_fg: list[str], eval_bg: list[str], *, seed: int = 0,
+                   holdout_folds: int = 5, weight_decay: float = 1e-2) -> dict:
+    """`conditioning_score` on precomputed `conditioning_features`."""
     result: dict = {
-        "n_train": len(train_waves),
-        "n_eval": len(eval_waves),
-        "feature": embedding.name,
+        "n_train": len(train_features),
+        "n_eval": len(eval_features),
+        "feature": LogMelStatsEmbedding.name,
         "chance_definition": "majority-class rate of the eval labels",
     }
     for prefix, train_labels, eval_labels in (("fg", train_fg, eval_fg), ("bg", train_bg, eval_bg)):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest
 from scenesynth.data.resample import AudioReadError, load_mono
-from scenesynth.evaluation.conditioning import conditioning_score
+from scenesynth.evaluation.conditioning import conditioning_features, score_features
 from scenesynth.evaluation.embeddings import embed_clips, get_embedding
 from scenesynth.evaluation.frechet import frechet_distance, gaussian_stats
 from scenesynth.training.tracking import log_to_run, stand_ins
@@ -111,14 +111,15 @@ def conditioning_metrics(params: dict, manifest: pd.DataFrame, dev: pd.DataFrame
     train, skipped = readable(manifest[manifest["split"] == "train"].sort_values("key"))
     if len(train) > MAX_CLASSIFIER_CLIPS:
         train = train.sample(MAX_CLASSIFIER_CLIPS, random_state=params["seed"]).sort_values("key")
-    train_waves = _load_at(list(train["path"]), rate)
+    train_features = conditioning_features(_load_at(list(train["path"]), rate), rate)
     seed = params["generate"]["seeds"][0]
-    generated = conditioning_score(train_waves, list(train["foreground"]), list(train["background"]),
-                                   waves_by_seed[seed], list(dev["foreground"]), list(dev["background"]),
-                                   rate, seed=params["seed"])
-    real = conditioning_score(train_waves, list(train["foreground"]), list(train["background"]),
-                              _load_at(list(dev["path"]), rate), list(dev["foreground"]), list(dev["background"]),
-                              rate, seed=params["seed"])
+    labels = (list(train["foreground"]), list(train["background"]))
+    dev_labels = (list(dev["foreground"]), list(dev["background"]))
+    generated = score_features(train_features, *labels, conditioning_features(waves_by_seed[seed], rate),
+                               *dev_labels, seed=params["seed"])
+    real = score_features(train_features, *labels,
+                          conditioning_features(_load_at(list(dev["path"]), rate), rate), *dev_labels,
+                          seed=params["seed"])
     return {"generated": generated, "real_dev": {k: real[k] for k in ("fg_accuracy", "bg_accuracy")},
             "generation_seed": seed, "skipped_training_clips": skipped}
 
