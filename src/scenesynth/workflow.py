@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import yaml
 
 from scenesynth.config import ConfigError, load_params
-
-PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
 def overlay_from(config: dict, params_path: str | Path) -> str:
@@ -32,16 +29,3 @@ def resolve_params(params_path: str | Path, overlay: str) -> dict:
 def section(params: dict, *names: str) -> dict:
     """The settings a rule depends on, for Snakemake's `params` rerun trigger."""
     return {name: params[name] for name in names}
-
-
-def source_fingerprint(*subpackages: str) -> str:
-    """Hash of the package code a rule runs, so a code change reruns it (Snakemake's `code`
-    trigger only sees the rule's own shell line)."""
-    digest = hashlib.sha256()
-    for name in sorted(subpackages):
-        target = PACKAGE_ROOT / name
-        files = sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
-        for path in files:
-            digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scenesynth.config import ConfigError, deep_merge, load_params
-from scenesynth.workflow import overlay_from, source_fingerprint
+from scenesynth.config import ConfigError, deep_merge, load_params, source_fingerprint
+from scenesynth.workflow import overlay_from
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import scipy.optimize
-import torch
 
 from scenesynth.evaluation.conditioning import (
     ConditioningClassifier,

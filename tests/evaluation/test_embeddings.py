@@ -4,7 +4,6 @@ import librosa
 import numpy as np
 import pytest
 import scipy.signal
-import torch
 
 from scenesynth.evaluation.embeddings import (
     EmbeddingUnavailable,

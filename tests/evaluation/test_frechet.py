@@ -5,7 +5,6 @@ import warnings
 import numpy as np
 import pytest
 import scipy.linalg
-import torch
 
 from scenesynth.evaluation.frechet import (
     frechet_distance,

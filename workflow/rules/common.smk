@@ -5,8 +5,8 @@ import shlex
 from snakemake.exceptions import WorkflowError
 
 from scenesynth import paths as P
-from scenesynth.config import ConfigError
-from scenesynth.workflow import overlay_from, resolve_params, section, source_fingerprint
+from scenesynth.config import ConfigError, source_fingerprint
+from scenesynth.workflow import overlay_from, resolve_params, section
 
 try:
     OVERLAY = overlay_from(config, "params.yaml")

@@ -20,6 +20,7 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_FILES = ("pipeline.yaml", "model.yaml", "loss.yaml")
 
 
@@ -117,3 +118,16 @@ def load_params(path: str | Path = "params.yaml", overlay: str | Path | None = N
 def fingerprint(obj: Any) -> str:
     """A short stable hash of a JSON-able value (used to tie checkpoints and caches to settings)."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def source_fingerprint(*subpackages: str) -> str:
+    """Hash of the package code a rule runs, so a code change reruns it (Snakemake's `code`
+    trigger only sees the rule's own shell line)."""
+    digest = hashlib.sha256()
+    for name in sorted(subpackages):
+        target = _PACKAGE_ROOT / name
+        files = sorted(target.rglob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
+        for path in files:
+            digest.update(path.relative_to(_PACKAGE_ROOT).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

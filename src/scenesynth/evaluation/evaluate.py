@@ -38,17 +38,18 @@ def _load_at(paths: list[str], rate: int) -> list[np.ndarray]:
     return waves
 
 
-def readable(table: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
-    """Rows whose audio loads; the others are left out and reported (as the resample stage does)."""
-    keep, skipped = [], []
+def load_readable(table: pd.DataFrame, rate: int) -> tuple[pd.DataFrame, list[np.ndarray], list[dict]]:
+    """Load each row's audio at ``rate``, once; unreadable rows are left out and reported (as the
+    resample stage does). Returns (kept rows, their waves, skipped rows with reasons)."""
+    keep, waves, skipped = [], [], []
     for i, path in enumerate(table["path"]):
         try:
-            load_mono(path)
+            waves.append(_load_at([path], rate)[0])
             keep.append(i)
         except AudioReadError as err:
             skipped.append({"key": table["key"].iloc[i], "path": path, "reason": str(err)})
             log.warning("%s: skipped (%s)", path, err)
-    return table.iloc[keep].reset_index(drop=True), skipped
+    return table.iloc[keep].reset_index(drop=True), waves, skipped
 
 
 def generated_paths(folder: Path, keys: list[str]) -> list[str]:
@@ -59,16 +60,11 @@ def generated_paths(folder: Path, keys: list[str]) -> list[str]:
     return [str(folder / f"{k}.wav") for k in keys]
 
 
-def fad(embedding, generated: list[np.ndarray], reference_stats, rate: int) -> float:
-    mu, cov = gaussian_stats(embed_clips(embedding, generated, rate))
-    return frechet_distance(mu, cov, *reference_stats)
-
-
-def fad_metrics(params: dict, dev: pd.DataFrame, generated_dir: Path, rate: int) -> tuple[dict, dict]:
+def fad_metrics(params: dict, dev: pd.DataFrame, references: list[np.ndarray], generated_dir: Path,
+                rate: int) -> tuple[dict, dict]:
     """FAD for every seed (mean, std) and per background category; returns (metrics, generated waves)."""
     embedding = get_embedding(params["evaluate"]["fad_embedding"])
     keys = list(dev["key"])
-    references = _load_at(list(dev["path"]), rate)
     ref_emb = embed_clips(embedding, references, rate)
     ref_stats = gaussian_stats(ref_emb)
     per_seed, waves_by_seed, per_category = {}, {}, {}
@@ -102,23 +98,24 @@ def fad_metrics(params: dict, dev: pd.DataFrame, generated_dir: Path, rate: int)
     return metrics, waves_by_seed
 
 
-def conditioning_metrics(params: dict, manifest: pd.DataFrame, dev: pd.DataFrame,
+def conditioning_metrics(params: dict, manifest: pd.DataFrame, dev: pd.DataFrame, references: list[np.ndarray],
                          waves_by_seed: dict, rate: int) -> dict | None:
     """Foreground/background accuracy of a classifier trained on real clips, on the generated clips."""
     if not all(c in manifest for c in LABEL_COLUMNS) or manifest["foreground"].isna().any():
         log.info("no foreground/background labels in the manifest: conditioning score skipped")
         return None
-    train, skipped = readable(manifest[manifest["split"] == "train"].sort_values("key"))
+    train, train_waves, skipped = load_readable(manifest[manifest["split"] == "train"].sort_values("key"), rate)
     if len(train) > MAX_CLASSIFIER_CLIPS:
         train = train.sample(MAX_CLASSIFIER_CLIPS, random_state=params["seed"]).sort_values("key")
-    train_features = conditioning_features(_load_at(list(train["path"]), rate), rate)
+        train_waves = [train_waves[i] for i in train.index]
+    train_features = conditioning_features(train_waves, rate)
     seed = params["generate"]["seeds"][0]
     labels = (list(train["foreground"]), list(train["background"]))
     dev_labels = (list(dev["foreground"]), list(dev["background"]))
     generated = score_features(train_features, *labels, conditioning_features(waves_by_seed[seed], rate),
                                *dev_labels, seed=params["seed"])
     real = score_features(train_features, *labels,
-                          conditioning_features(_load_at(list(dev["path"]), rate), rate), *dev_labels,
+                          conditioning_features(references, rate), *dev_labels,
                           seed=params["seed"])
     return {"generated": generated, "real_dev": {k: real[k] for k in ("fg_accuracy", "bg_accuracy")},
             "generation_seed": seed, "skipped_training_clips": skipped}
@@ -128,16 +125,17 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
              run_dir: str | Path) -> dict:
     generated, metrics_dir = Path(generated), Path(metrics_dir)
     table = read_manifest(manifest)
-    dev, skipped_refs = readable(table[table["split"] == "dev"].sort_values("key").reset_index(drop=True))
+    rate = params["generate"]["sample_rate"]
+    dev, references, skipped_refs = load_readable(table[table["split"] == "dev"].sort_values("key"), rate)
     if len(dev) < 2:
         raise ValueError(f"{manifest}: FAD needs at least 2 dev prompts, found {len(dev)}")
-    rate = params["generate"]["sample_rate"]
-    fad_result, waves_by_seed = fad_metrics(params, dev, generated, rate)
+    fad_result, waves_by_seed = fad_metrics(params, dev, references, generated, rate)
     fad_result["stand_ins"] = stand_ins(params)
     fad_result["skipped_references"] = skipped_refs
     write_json(metrics_dir / "fad.json", fad_result)
     flat = {"fad_mean": fad_result["fad_mean"], "fad_std": fad_result["fad_std"]}
-    cond = conditioning_metrics(params, table, dev, waves_by_seed, rate) if params["evaluate"]["conditioning"] else None
+    cond = (conditioning_metrics(params, table, dev, references, waves_by_seed, rate)
+            if params["evaluate"]["conditioning"] else None)
     cond_result = cond if cond is not None else {"skipped": "no labels or evaluate.conditioning is false"}
     write_json(metrics_dir / "conditioning.json", cond_result)
     if cond is not None:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from scenesynth.config import fingerprint
-from scenesynth.workflow import source_fingerprint
+from scenesynth.config import fingerprint, source_fingerprint
 from scenesynth.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
