@@ -4,12 +4,16 @@
 # Rules are thin: each calls `scenesynth <verb>`; settings come from params.yaml only.
 
 configfile: "params.yaml"
+report: "workflow/report/workflow.rst"  # `snakemake --report report.html`: the listening report
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/acquire.smk"
+include: "workflow/rules/pretrained.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -17,3 +21,4 @@ rule all:
     input:
         f"{P.METRICS}/fad.json",
         f"{P.METRICS}/conditioning.json",
+        f"{REPORT}/metrics.html",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -91,3 +94,32 @@ def single_thread():
         with threadpool_limits(limits=1):
             yield
     torch.set_num_threads(previous)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # keep pytest output readable
+        pass
+
+
+@pytest.fixture
+def static_server(tmp_path):
+    """Serve a folder over HTTP on 127.0.0.1: returns ``serve(root) -> base_url``.
+
+    Stands in for Hugging Face, Zenodo or GitHub in tests of the real download code;
+    every server started is shut down when the test ends.
+    """
+    servers = []
+
+    def serve(root: Path) -> str:
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        servers.append((httpd, thread))
+        return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    yield serve
+    for httpd, thread in servers:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)

@@ -16,3 +16,52 @@ def test_train_step_benchmark_compares_implementations_on_a_tiny_model():
     assert [r["attention"] for r in rows] == ["tfsca", "full"]
     assert all(r["s_per_step"] > 0 and r["peak_bytes"] > 0 and r["params_g"] > 0 for r in rows)
     assert (rows[0]["n_mels"], rows[0]["n_frames"]) == (32, 64)
+
+
+def test_data_stage_benchmark_times_project_peer_and_loader_on_tiny_clips():
+    from scenesynth.config import load_params
+
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/data_stage.py"), "--clips", "3", "--seconds", "1",
+                           "--repeats", "1", "--qualities", "VHQ", "--shard-size", "2", "--loader-workers", "0",
+                           "--loader-batches", "1", "--shuffle-buffer", "4", "--json"],
+                          capture_output=True, text=True, env=venv_env(), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert set(result["paths"]) == {"project stages VHQ flac", "project stages VHQ wav", "project fused VHQ",
+                                    "peer librosa"}
+    assert result["resample_format"] == "flac"  # params.yaml's: the headline is the pipeline as configured
+    assert result["clips_per_s_per_core"] == result["paths"]["project stages VHQ flac"]["clips_per_s"] > 0
+    assert result["peer_clips_per_s_per_core"] == result["paths"]["peer librosa"]["clips_per_s"] > 0
+    assert result["ratio_to_peer"] == result["clips_per_s_per_core"] / result["peer_clips_per_s_per_core"]
+    assert result["loader_samples_per_s"]["0"] > 0
+    assert all(ms > 0 for ms in result["ms_per_clip"].values())
+    train = load_params(REPO / "params.yaml")["train"]
+    assert result["samples_per_step"] == train["batch_size"] * train["d_steps"]
+    assert result["required_samples_per_s"]["0.5"] == result["samples_per_step"] / 0.5
+
+
+def test_generate_benchmark_times_both_paths_per_prompt_on_tiny_models():
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/generate.py"), "--tiny", "--frames", "16",
+                           "--candidates", "2", "--crops", "2", "--vocoder-frames", "8,16", "--offline", "--json"],
+                          capture_output=True, text=True, env=venv_env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    settings = result["settings"]
+    assert (settings["candidates"], settings["crops"], settings["frames"], settings["tiny"]) == (2, 2, 16, True)
+    assert result["torch_threads"] >= 1
+    assert [(p["vocoder"], p["rerank"]) for p in result["paths"]] == [("hifigan", "clap"),
+                                                                      ("griffin_lim", "discriminator")]
+    clap, offline = result["paths"]
+    for path in result["paths"]:
+        assert all(r["seconds"] > 0 and r["cpu_seconds"] >= 0 for r in path["components"])
+        assert abs(sum(r["share"] for r in path["components"]) - 1) < 1e-9
+        assert path["total_s"] == sum(r["seconds"] for r in path["components"])
+        assert path["pick_clip"]["seconds"] > 0 and path["pick_clip"]["per_prompt_s"] > 0
+        assert path["clip_samples"] == round(settings["crop_seconds"] * settings["out_rate"])
+    assert any("CLAP" in r["component"] for r in clap["components"])
+    assert any("discriminator" in r["component"] for r in offline["components"])
+    # Both lengths measured, the longest is the full one: nothing is extrapolated, pick_clip ran at 8 frames.
+    assert [v["frames"] for v in clap["vocoder_lengths"]] == [8, 16]
+    assert not any(r["extrapolated"] for r in clap["components"])
+    assert clap["pick_clip"]["frames"] == 8 and clap["pick_clip"]["vocoder_swapped"]
+    assert offline["vocoder_lengths"] == [] and offline["pick_clip"]["frames"] == 16

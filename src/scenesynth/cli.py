@@ -28,8 +28,42 @@ def cmd_check_config(args: argparse.Namespace) -> None:
 def cmd_acquire(args: argparse.Namespace) -> None:
     from scenesynth.data.acquire import acquire
 
-    manifest = acquire(_params(args), args.out)
+    manifest = acquire(_params(args), args.out, {"audiocaps": args.audiocaps, "wavcaps": args.wavcaps,
+                                                 "dev": args.dev})
     log.info("manifest written: %s", manifest)
+
+
+def cmd_fetch_audiocaps_csv(args: argparse.Namespace) -> None:
+    from scenesynth.data.sources import fetch_audiocaps_csvs
+
+    for split, path in fetch_audiocaps_csvs(_params(args), args.out).items():
+        log.info("AudioCaps %s CSV: %s", split, path)
+
+
+def cmd_fetch_audiocaps_audio(args: argparse.Namespace) -> None:
+    from scenesynth.data.sources import fetch_audiocaps_clips
+
+    report = fetch_audiocaps_clips(_params(args), args.csv, args.out)
+    log.info("AudioCaps: %d clips in the manifest (%d unreadable)", report["clips"], report["unreadable"])
+
+
+def cmd_fetch_pretrained(args: argparse.Namespace) -> None:
+    from scenesynth.pretrained import fetch_for_pipeline
+
+    log.info("%s ready in %s", args.name, fetch_for_pipeline(args.name, _params(args), args.out))
+
+
+def cmd_fetch_dcase_dev(args: argparse.Namespace) -> None:
+    from scenesynth.data.dcase_dev import fetch_dcase_dev
+
+    log.info("DCASE 2024 Task 7 dev set: %s", fetch_dcase_dev(_params(args), args.out))
+
+
+def cmd_fetch_wavcaps(args: argparse.Namespace) -> None:
+    from scenesynth.data.sources import fetch_wavcaps
+
+    report = fetch_wavcaps(_params(args), args.audiocaps_csv, args.out)
+    log.info("WavCaps: %s", report)
 
 
 def cmd_resample(args: argparse.Namespace) -> None:
@@ -38,7 +72,7 @@ def cmd_resample(args: argparse.Namespace) -> None:
     params = _params(args)
     workers = args.workers if args.workers is not None else params["resample"]["workers"]
     out, rejects = resample_manifest(args.manifest, args.out, params["audio"]["sample_rate"],
-                                     params["resample"]["quality"], workers)
+                                     params["resample"]["quality"], workers, params["resample"]["format"])
     log.info("resampled %d clips, rejected %d (see %s)", len(out), len(rejects), Path(args.out) / "rejects.csv")
 
 
@@ -58,28 +92,45 @@ def cmd_text(args: argparse.Namespace) -> None:
 
     params = _params(args)
     captions = list(read_manifest(args.manifest)["caption"])
-    info = build_text_cache(captions, params["text"], params["seed"], args.out)
+    info = build_text_cache(captions, params["text"], params["seed"], args.out,
+                            pretrained_dir=Path(args.pretrained) / "clap_text")
     log.info("text cache (%s encoder): %d captions, %d tokens", info["encoder"], info["n_captions"], info["n_vocab"])
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from scenesynth.training.launch import run_under_torchrun
     from scenesynth.training.loop import train
 
-    train(_params(args), shards=args.shards, text=args.text, run_dir=args.out, metrics_path=args.metrics,
+    params = _params(args)
+    same_command = ["-v"] * args.verbose + [
+        "train", "--params", args.params, *(["--overlay", args.overlay] if args.overlay else []),
+        "--shards", args.shards, "--text", args.text, "--out", args.out, "--metrics", args.metrics,
+        *(["--max-steps", str(args.max_steps)] if args.max_steps is not None else [])]
+    if run_under_torchrun(params["train"], same_command):  # train.processes_per_node x nodes > 1
+        return
+    train(params, shards=args.shards, text=args.text, run_dir=args.out, metrics_path=args.metrics,
           max_steps=args.max_steps)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
     from scenesynth.inference.generate import generate_dev_set
 
-    generate_dev_set(_params(args), model_path=args.model, text=args.text, manifest=args.manifest, out_dir=args.out)
+    generate_dev_set(_params(args), model_path=args.model, text=args.text, manifest=args.manifest, out_dir=args.out,
+                     pretrained=args.pretrained)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from scenesynth.evaluation.evaluate import evaluate
 
     evaluate(_params(args), generated=args.generated, manifest=args.manifest, metrics_dir=args.out,
-             run_dir=args.run)
+             run_dir=args.run, pretrained=args.pretrained)
+
+
+def cmd_report_assets(args: argparse.Namespace) -> None:
+    from scenesynth.evaluation.report import build_report_assets
+
+    build_report_assets(_params(args), generated=args.generated, manifest=args.manifest, metrics_dir=args.metrics,
+                        out_dir=args.out)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -103,7 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     verb("check-config", cmd_check_config, "validate params.yaml (+ overlay) and exit")
-    verb("acquire", cmd_acquire, "produce raw audio + manifest for data.source", out="output folder")
+    acquire_cmd = verb("acquire", cmd_acquire, "produce raw audio + manifest for data.source", out="output folder")
+    acquire_cmd.add_argument("--audiocaps", default=None, help="AudioCaps manifest (data.source audiocaps_wavcaps)")
+    acquire_cmd.add_argument("--wavcaps", default=None, help="WavCaps manifest (data.source audiocaps_wavcaps)")
+    acquire_cmd.add_argument("--dev", default=None, help="DCASE dev-set manifest (data.source audiocaps_wavcaps)")
+    fetch_model = verb("fetch-pretrained", cmd_fetch_pretrained, "download a pre-trained model for offline use",
+                       out="folder holding one sub-folder per model (data/pretrained)")
+    fetch_model.add_argument("--name", required=True, choices=["clap_text", "clap_rerank", "hifigan_48k", "panns"])
+    verb("fetch-dcase-dev", cmd_fetch_dcase_dev, "download the DCASE 2024 Task 7 dev prompts + reference audio",
+         out="output folder")
+    verb("fetch-audiocaps-csv", cmd_fetch_audiocaps_csv, "download the AudioCaps train/val/test CSVs",
+         out="CSV folder")
+    verb("fetch-audiocaps-audio", cmd_fetch_audiocaps_audio, "fetch AudioCaps clips (yt-dlp or data.audiocaps.audio_dir)",
+         csv="AudioCaps CSV folder", out="output folder")
+    verb("fetch-wavcaps", cmd_fetch_wavcaps, "download + extract WavCaps AudioSet_SL, apply the blacklists",
+         audiocaps_csv="AudioCaps CSV folder (its test split is always excluded)", out="output folder")
     for parallel in (
         verb("resample", cmd_resample, "resample a manifest's clips to audio.sample_rate",
              manifest="input manifest.parquet", out="output folder"),
@@ -111,14 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
              manifest="48 kHz manifest.parquet", out="shard folder"),
     ):
         parallel.add_argument("--workers", type=int, default=None, help="processes (default: params; 0 = all cores)")
-    verb("text", cmd_text, "text-embedding cache of every caption", manifest="manifest.parquet", out="cache folder")
+    text_cmd = verb("text", cmd_text, "text-embedding cache of every caption", manifest="manifest.parquet",
+                    out="cache folder")
     train_cmd = verb("train", cmd_train, "train the GAN (resumes from out/checkpoints/last.pt)",
                      shards="shard folder", text="text cache folder", out="run folder", metrics="metrics JSON path")
     train_cmd.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (testing)")
-    verb("generate", cmd_generate, "generate the dev set", model="model.pt", text="text cache folder",
-         manifest="manifest with the dev split", out="output folder")
-    verb("evaluate", cmd_evaluate, "FAD and conditioning score", generated="generated folder",
-         manifest="manifest with the dev split and references", out="metrics folder", run="training run folder")
+    generate_cmd = verb("generate", cmd_generate, "generate the dev set", model="model.pt", text="text cache folder",
+                        manifest="manifest with the dev split", out="output folder")
+    evaluate_cmd = verb("evaluate", cmd_evaluate, "FAD and conditioning score", generated="generated folder",
+                        manifest="manifest with the dev split and references", out="metrics folder",
+                        run="training run folder")
+    for uses_models in (text_cmd, generate_cmd, evaluate_cmd):
+        uses_models.add_argument("--pretrained", default="data/pretrained",
+                                 help="folder of the fetched pre-trained models (default: %(default)s)")
+    verb("report-assets", cmd_report_assets, "listening-report pages (one per dev prompt) and the metrics page",
+         generated="generated folder", manifest="manifest with the dev split and references",
+         metrics="metrics folder", out="report assets folder")
     verb("summary", cmd_summary, "print where the audio, metrics and MLflow runs are")
     return parser
 

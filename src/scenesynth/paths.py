@@ -5,6 +5,10 @@ DVC versions what is in them, experiment by experiment.
 """
 
 RAW = "data/raw"                     # acquire: audio at the source rate + manifest.parquet
+AUDIOCAPS = "data/raw/audiocaps"     # fetch_audiocaps_*: csv/, audio/, failed.csv, coverage.json, manifest.parquet
+DCASE_DEV = "data/raw/dcase_dev"     # fetch_dcase_dev: download/ (Zenodo files), audio/, report.json, manifest.parquet
+WAVCAPS = "data/raw/wavcaps"         # fetch_wavcaps: meta/, archive/ (zip parts), audio/, report.json, manifest.parquet
+PRETRAINED = "data/pretrained"       # fetch_pretrained: <name>/ (weights, checksums.json, source.json)
 AUDIO_48K = "data/audio48k"          # resample: 48 kHz FLAC + manifest.parquet + rejects.csv
 MELS = "data/mels"                   # mel: WebDataset shards + index.json + rejects.csv
 TEXT = "data/text"                   # text: embedding cache (captions.parquet, vocab.npz, info.json)

@@ -29,3 +29,38 @@ def resolve_params(params_path: str | Path, overlay: str) -> dict:
 def section(params: dict, *names: str) -> dict:
     """The settings a rule depends on, for Snakemake's `params` rerun trigger."""
     return {name: params[name] for name in names}
+
+
+def acquire_inputs(params: dict) -> dict[str, str]:
+    """The per-dataset manifests the acquire rule merges: none for the demo; otherwise both training
+    sources and the DCASE dev set."""
+    from scenesynth import paths
+
+    if params["data"]["source"] == "demo":
+        return {}
+    return {"audiocaps": f"{paths.AUDIOCAPS}/manifest.parquet", "wavcaps": f"{paths.WAVCAPS}/manifest.parquet",
+            "dev": f"{paths.DCASE_DEV}/manifest.parquet"}
+
+
+def pretrained_inputs(params: dict, stage: str) -> list[str]:
+    """The pretrained folders (their source.json) a stage needs: none when params choose the stand-ins."""
+    from scenesynth import paths
+    from scenesynth.pretrained import needed_models
+
+    return [f"{paths.PRETRAINED}/{name}/source.json" for name in needed_models(params)[stage]]
+
+
+#: How many processes train does not change what is learnt: not a rerun trigger.
+TRAIN_PROCESS_KEYS = ("processes_per_node", "nodes")
+
+
+def train_settings(params: dict) -> dict:
+    """The settings the train rule reruns on: everything that shapes the weights."""
+    return {**section(params, "audio", "model", "loss", "seed"),
+            "train": {k: v for k, v in params["train"].items() if k not in TRAIN_PROCESS_KEYS}}
+
+
+def train_threads(params: dict) -> int:
+    """Cores the train job uses: per process, the main loop and its DataLoader workers."""
+    train = params["train"]
+    return train.get("processes_per_node", 1) * (train["num_workers"] + 1)

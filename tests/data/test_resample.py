@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+import soxr
 
 from scenesynth.data.manifest import ManifestError, read_manifest, write_manifest
-from scenesynth.data.resample import AudioReadError, load_mono, resample_manifest
+from scenesynth.data.resample import AudioReadError, flac16_bytes, load_mono, resample_clip, resample_manifest
 
 
 def make_source(tmp_path, n=3, rate=32000, seconds=0.5):
@@ -87,3 +88,58 @@ def test_outputs_of_other_inputs_are_not_reused(tmp_path):
     resample_manifest(manifest, tmp_path / "out", 48000, "HQ", workers=1)
     resample_manifest(manifest, tmp_path / "out", 44100, "HQ", workers=1)
     assert sf.info(tmp_path / "out" / "audio" / "clip0.flac").samplerate == 44100
+
+
+def _edge_waveform() -> np.ndarray:
+    """Random samples plus the cases a float -> int16 conversion can get wrong: exact
+    halfway points (round half to even), +-1, beyond +-1 (clipping) and tiny values."""
+    rng = np.random.default_rng(7)
+    steps = np.arange(-40, 40, dtype=np.float64)
+    halfway = np.concatenate([(steps + 0.5) / 32768, (32767 - steps[steps >= 0] - 0.5) / 32768,
+                              -(32767 - steps[steps >= 0] + 0.5) / 32768])
+    edges = np.array([-1.5, -1.0, -1 + 2**-16, 0.0, 1 - 2**-16, 32767 / 32768, 32767.5 / 32768, 1.0, 1.5, 1e-9])
+    wav = np.concatenate([rng.uniform(-1.2, 1.2, 30_000), halfway, edges]).astype(np.float32)
+    return np.clip(wav, -1.0, 1.0)
+
+
+def test_fast_flac_writer_gives_the_bytes_of_soundfiles_own_float_write(tmp_path):
+    """The in-memory int16 encoder is a speed-up only: same file as sf.write(float32)."""
+    wav = _edge_waveform()
+    sf.write(tmp_path / "reference.flac", wav, 48000, subtype="PCM_16", format="FLAC")
+    assert flac16_bytes(wav, 48000) == (tmp_path / "reference.flac").read_bytes()
+
+
+def test_resample_clip_output_equals_the_plain_soundfile_soxr_path(tmp_path):
+    rng = np.random.default_rng(3)
+    src = tmp_path / "src.flac"
+    sf.write(src, np.clip(rng.normal(0, 0.4, 32000), -1, 1), 32000, subtype="PCM_16", format="FLAC")
+    duration, reason = resample_clip(str(src), str(tmp_path / "fast.flac"), 48000, "VHQ")
+    audio, rate = sf.read(src, dtype="float32", always_2d=True)
+    plain = np.clip(soxr.resample(audio.mean(axis=1), rate, 48000, quality="VHQ"), -1.0, 1.0)
+    sf.write(tmp_path / "plain.flac", plain, 48000, subtype="PCM_16", format="FLAC")
+    assert reason is None and duration == 1.0
+    assert (tmp_path / "fast.flac").read_bytes() == (tmp_path / "plain.flac").read_bytes()
+    assert np.abs(plain).max() > 0.99  # loud enough that clipping and the extremes are exercised
+
+
+def test_load_mono_averages_channels_and_keeps_mono_as_is(tmp_path):
+    stereo = np.stack([np.linspace(-0.5, 0.5, 100), np.linspace(0.5, -0.25, 100)], axis=1).astype(np.float32)
+    sf.write(tmp_path / "stereo.wav", stereo, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "mono.wav", stereo[:, 0], 16000, subtype="FLOAT")
+    both, _ = load_mono(tmp_path / "stereo.wav")
+    mono, _ = load_mono(tmp_path / "mono.wav")
+    np.testing.assert_array_equal(both, stereo.mean(axis=1))
+    np.testing.assert_array_equal(mono, stereo[:, 0])
+    assert mono.dtype == both.dtype == np.float32 and mono.ndim == 1 and mono.flags.c_contiguous
+
+
+def test_wav_copies_hold_the_same_samples_as_flac(tmp_path):
+    manifest = make_source(tmp_path)
+    flac, _ = resample_manifest(manifest, tmp_path / "flac", 48000, "HQ", workers=1)
+    wav, _ = resample_manifest(manifest, tmp_path / "wav", 48000, "HQ", workers=1, audio_format="wav")
+    assert all(p.endswith(".wav") for p in wav["path"]) and sf.info(wav["path"].iloc[0]).format == "WAV"
+    for a, b in zip(flac["path"], wav["path"]):
+        assert np.array_equal(sf.read(a, dtype="int16")[0], sf.read(b, dtype="int16")[0])
+    # switching the format discards the other format's files instead of mixing them
+    resample_manifest(manifest, tmp_path / "flac", 48000, "HQ", workers=1, audio_format="wav")
+    assert not list((tmp_path / "flac/audio").glob("*.flac"))

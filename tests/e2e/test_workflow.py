@@ -108,7 +108,7 @@ def test_snakemake_runs_the_whole_dag_and_reruns_only_what_changed(tmp_path):
     overlay = yaml.safe_load((project / "config/tiny.yaml").read_text())
     overlay["train"]["lr_d"] = 2e-4
     (project / "config/tiny.yaml").write_text(yaml.safe_dump(overlay))
-    assert planned_rules(project) == {"train", "generate", "evaluate", "all"}
+    assert planned_rules(project) == {"train", "generate", "evaluate", "report_assets", "all"}
 
 
 def test_dvc_experiments_compare_a_changed_parameter(tmp_path):

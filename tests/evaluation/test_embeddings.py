@@ -112,15 +112,23 @@ def test_embed_clips_resamples_to_the_embedding_rate(embedding):
     assert relative_distance(matrix[0], embedding.embed(at_32k)) < 0.01
 
 
-def test_panns_name_is_known_but_unavailable():
+def test_panns_without_its_checkpoint_is_unavailable(tmp_path, monkeypatch):
+    """The default checkpoint path is relative to the working directory; nothing is there in tmp_path."""
+    monkeypatch.chdir(tmp_path)
     assert "panns_wavegram_logmel" in known_embeddings()
     with pytest.raises(EmbeddingUnavailable) as caught:
         get_embedding("panns_wavegram_logmel")
     message = str(caught.value)
     assert isinstance(caught.value, RuntimeError)
-    assert "Wavegram_Logmel_Cnn14_mAP=0.439.pth" in message
+    assert "data/pretrained/panns/Wavegram_Logmel_Cnn14_mAP=0.439.pth" in message
     assert "3987831" in message
+    assert "scenesynth fetch-pretrained panns" in message
     assert "evaluate.fad_embedding: logmel_stats" in message
+
+
+def test_logmel_stats_ignores_checkpoint_and_device(tmp_path):
+    built = get_embedding("logmel_stats", checkpoint=tmp_path / "unused.pth", device="cpu")
+    assert isinstance(built, LogMelStatsEmbedding)
 
 
 def test_unknown_name_lists_the_known_ones():

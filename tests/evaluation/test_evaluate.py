@@ -60,7 +60,8 @@ def test_missing_clip_and_unavailable_embedding_fail_clearly(tmp_path, tiny_mode
     references_as_generated(tiny_data, params, tmp_path / "gen")
     panns = with_overrides(params, evaluate={"fad_embedding": "panns_wavegram_logmel"})
     with pytest.raises(EmbeddingUnavailable, match="3987831"):
-        evaluate(panns, tmp_path / "gen", tiny_data["raw"], tmp_path / "m", tiny_model["run"])
+        evaluate(panns, tmp_path / "gen", tiny_data["raw"], tmp_path / "m", tiny_model["run"],
+                 pretrained=tmp_path / "no_pretrained")
 
 
 def test_unreadable_reference_or_training_clips_are_skipped_and_reported(tmp_path, tiny_model, tiny_data):

@@ -157,3 +157,26 @@ def test_invalid_inputs_raise_clear_errors():
         frechet_distance(np.zeros(3), np.eye(3), np.zeros(3), np.eye(4))
     with pytest.raises(ValueError, match="NaN"):
         frechet_distance(np.zeros(2), np.array([[1.0, np.nan], [np.nan, 1.0]]), np.zeros(2), np.eye(2))
+
+
+def fadtk_frechet():
+    """fadtk's own formula when fadtk imports; not installed here: fadtk 1.1.0 pins numpy < 2 (this
+    environment has numpy 2.x) and imports torchaudio at module level (a CUDA build that fails on CPU
+    torch), so an import error of any kind means skip, not fail."""
+    try:
+        from fadtk.fad import calc_frechet_distance
+    except Exception as err:  # ImportError, or OSError from torchaudio's shared libraries
+        pytest.skip(f"fadtk not importable here: {type(err).__name__}: {err}")
+    return calc_frechet_distance
+
+
+def test_agrees_with_fadtk_calc_frechet_distance():
+    calc_frechet_distance = fadtk_frechet()
+    rng = np.random.default_rng(11)
+    clips1 = rng.normal(size=(200, 16)) @ rng.normal(size=(16, 16))
+    clips2 = rng.normal(size=(150, 16)) + 0.5
+    mu1, cov1 = gaussian_stats(clips1)
+    mu2, cov2 = gaussian_stats(clips2)
+    assert frechet_distance(mu1, cov1, mu2, cov2) == pytest.approx(
+        float(np.real(calc_frechet_distance(mu1, cov1, mu2, cov2))), rel=1e-6
+    )

@@ -167,3 +167,77 @@ def test_rejects_bad_shapes(front_end: MelFrontEnd) -> None:
         front_end.clip_to_mel(np.zeros((2, 4800)))
     with pytest.raises(ValueError, match="NaN"):
         front_end.clip_to_mel(np.full(4800, np.nan))
+
+
+def dense_logmel(front_end: MelFrontEnd, wav: torch.Tensor) -> torch.Tensor:
+    """The plain formula: complex abs of the STFT, one dense filterbank product."""
+    s = front_end.settings
+    padded = torch.nn.functional.pad(wav[None, None], (s.pad, s.pad), mode="reflect")[0, 0]
+    spec = torch.stft(padded, s.n_fft, s.hop_length, s.n_fft, window=front_end.window(wav.dtype),
+                      center=False, return_complex=True).abs()
+    return torch.log(torch.clamp(front_end.mel_basis(wav.dtype) @ spec, min=s.log_clamp))
+
+
+def test_banded_filterbank_holds_every_nonzero_weight(front_end: MelFrontEnd) -> None:
+    dense = front_end.mel_basis().numpy()
+    rebuilt = np.zeros_like(dense)
+    row = 0
+    for lo, hi, weights in front_end.band_blocks():
+        rebuilt[row : row + weights.shape[0], lo:hi] = weights.numpy()
+        row += weights.shape[0]
+    assert row == dense.shape[0]
+    np.testing.assert_array_equal(rebuilt, dense)
+    spans = sum(w.numel() for _, _, w in front_end.band_blocks())
+    assert spans < dense.size / 10  # the point of the banded product: a tenth of the dense work
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_fast_logmel_equals_dense_formula(front_end: MelFrontEnd, dtype: torch.dtype, tol: float) -> None:
+    """Banded product and sqrt(re^2 + im^2): the dense formula's values up to float rounding."""
+    clip, _ = front_end.prepare_clip(chirp_plus_noise(CLIP_SAMPLES))
+    wav = torch.from_numpy(clip).to(dtype)
+    fast, dense = front_end.logmel(wav), dense_logmel(front_end, wav)
+    assert fast.dtype == dtype and fast.shape == dense.shape == (256, 1024)
+    assert (fast - dense).abs().max().item() < tol
+    assert dense.max() - dense.min() > 5  # real dynamic range, not all floor
+
+
+def test_fast_logmel_with_empty_filters_equals_dense_formula() -> None:
+    """Settings where some triangles hold no FFT bin (all-zero rows) still give the floor there."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa warns about the empty filters
+        small = MelFrontEnd(MelSettings(n_fft=256, win_length=256, hop_length=64, n_mels=128, n_frames=32))
+    assert (small.mel_basis().abs().sum(dim=1) == 0).any()
+    wav = torch.from_numpy(chirp_plus_noise(2048)).double()
+    torch.testing.assert_close(small.logmel(wav), dense_logmel(small, wav), rtol=0, atol=1e-12)
+
+
+def test_normalize_wav_is_bit_exact_to_the_vocoder_formula() -> None:
+    wav = chirp_plus_noise(50_000, seed=5).astype(np.float32)
+    centred = wav.astype(np.float64) - wav.astype(np.float64).mean()
+    expected = (centred / (np.abs(centred).max() + 1e-8) * 0.5).astype(np.float32)
+    np.testing.assert_array_equal(MelFrontEnd.normalize_wav(wav), expected)
+
+
+def test_stored_float16_is_the_rounded_float32_logmel(front_end: MelFrontEnd) -> None:
+    """clip_to_mel's fast float16 cast rounds exactly as numpy's astype (nearest, ties to even)."""
+    wav = chirp_plus_noise(CLIP_SAMPLES, seed=9)
+    mel16, _ = front_end.clip_to_mel(wav)
+    clip, _ = front_end.prepare_clip(wav)
+    np.testing.assert_array_equal(mel16, front_end.logmel(torch.from_numpy(clip)).numpy().astype(np.float16))
+
+
+def test_clip_to_mel_results_do_not_share_its_reused_buffers(front_end: MelFrontEnd) -> None:
+    """Buffers are reused from clip to clip and per thread: results must stay independent."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    waves = [chirp_plus_noise(CLIP_SAMPLES // 4, seed) for seed in range(4)]
+    alone = [front_end.clip_to_mel(w)[0].copy() for w in waves]
+    kept = [front_end.clip_to_mel(w)[0] for w in waves]  # each result held while the next is computed
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(lambda w: front_end.clip_to_mel(w)[0], waves * 2))
+    for i, mel in enumerate(alone):
+        np.testing.assert_array_equal(kept[i], mel)
+        np.testing.assert_array_equal(threaded[i], mel)
+        np.testing.assert_array_equal(threaded[i + 4], mel)
+    assert not np.array_equal(alone[0], alone[1])

@@ -5,8 +5,8 @@ import soundfile as sf
 
 from conftest import with_overrides
 from scenesynth.data.manifest import read_manifest
-from scenesynth.inference.generate import (RerankerUnavailable, VocoderUnavailable, crop_and_resample,
-                                           generate_dev_set)
+from scenesynth.inference.generate import (RerankerUnavailable, VocoderUnavailable, generate_dev_set, random_crops,
+                                           to_output_rate)
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +59,37 @@ def test_generation_is_deterministic(generated, tiny_model, tiny_data, tmp_path)
 
 
 def test_missing_real_parts_fail_clearly(tiny_model, tiny_data, tmp_path):
+    nothing = tmp_path / "no_pretrained"
     hifigan = with_overrides(tiny_model["params"], generate={"vocoder": "hifigan"})
-    with pytest.raises(VocoderUnavailable, match="griffin_lim"):
-        generate_dev_set(hifigan, tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path)
+    with pytest.raises(VocoderUnavailable, match="fetch-pretrained hifigan_48k"):
+        generate_dev_set(hifigan, tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path, nothing)
     clap = with_overrides(tiny_model["params"], generate={"rerank": "clap"})
-    with pytest.raises(RerankerUnavailable, match="discriminator"):
-        generate_dev_set(clap, tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path)
+    with pytest.raises(RerankerUnavailable, match="fetch-pretrained clap_rerank"):
+        generate_dev_set(clap, tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path, nothing)
 
 
-def test_crop_pads_short_clips_to_exact_length():
+def test_clap_reranks_candidates_then_crops(tiny_model, tiny_data, tmp_path):
+    """The protocol of SPEC section 5 with a (tiny, random) CLAP: n candidates, then n_crops crops, scored as audio."""
+    from scenesynth.pretrained import write_tiny_clap_folder
+
+    write_tiny_clap_folder(tmp_path / "pretrained" / "clap_rerank")
+    params = with_overrides(tiny_model["params"], generate={"rerank": "clap", "n_candidates": 3, "n_crops": 4,
+                                                            "seeds": [0]})
+    record = generate_dev_set(params, tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path / "out",
+                              tmp_path / "pretrained")
+    assert record["rerank"] == "clap" and "best of 4" in record["crop"]
+    choices = list(record["choices"].values())
+    assert all(0 <= c["candidate"] < 3 and 0 <= c["crop"] < 4 for c in choices)
+    assert all(-1.0 <= c["score"] <= 1.0 and -1.0 <= c["crop_score"] <= 1.0 for c in choices)  # cosine scores
+
+
+def test_crops_pad_short_clips_to_exact_length():
     import numpy as np
 
     rng = np.random.default_rng(0)
-    out = crop_and_resample(np.ones(1000, np.float32), 48000, 0.5, 32000, rng)
+    crops = random_crops(np.ones(1000, np.float32), 48000, 0.5, 3, rng)
+    assert crops.shape == (3, 24000) and crops[:, :1000].min() == 1 and crops[:, 1000:].max() == 0
+    out = to_output_rate(crops[0], 48000, 32000, 0.5)
     assert out.shape == (16000,) and abs(out[:600].mean() - 1) < 0.05 and np.abs(out[800:]).max() < 1e-3
-    long = crop_and_resample(rng.standard_normal(48000).astype(np.float32), 48000, 0.5, 32000, rng)
-    assert long.shape == (16000,)
+    long = random_crops(rng.standard_normal(48000).astype(np.float32), 48000, 0.5, 10, rng)
+    assert long.shape == (10, 24000) and len({c[:5].tobytes() for c in long}) > 1  # different offsets

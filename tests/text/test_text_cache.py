@@ -57,7 +57,7 @@ def test_cache_errors(tmp_path):
     with pytest.raises(KeyError, match="not in the text cache"):
         TextCache(tmp_path).batch(["y"])
     with pytest.raises(TextEncoderUnavailable, match="text.encoder: hash"):
-        make_encoder(dict(CFG, encoder="clap"), 0)
+        make_encoder(dict(CFG, encoder="clap"), 0, pretrained_dir=tmp_path / "no_checkpoint")
 
 
 def test_cache_is_deterministic(tmp_path):
@@ -65,3 +65,66 @@ def test_cache_is_deterministic(tmp_path):
     build_text_cache(["a", "b c"], CFG, 1, tmp_path / "two")
     for name in ("captions.parquet", "vocab.npz", "info.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+CLAP_CFG = {"encoder": "clap", "max_tokens": 77, "sentence_dim": 12, "word_dim": 16, "word_source": "input_embeddings"}
+CLAP_CAPTIONS = ["a dog barks with traffic in the background", "rain", "birds sing in the morning", "rain"]
+
+
+@pytest.fixture(scope="module")
+def tiny_clap(tmp_path_factory):
+    from scenesynth.pretrained import write_tiny_clap_folder
+
+    return write_tiny_clap_folder(tmp_path_factory.mktemp("clap") / "tiny", seed=2)
+
+
+def test_clap_cache_with_input_embeddings(tmp_path, tiny_clap, single_thread):
+    from scenesynth.text.clap import ClapTextEncoder
+
+    info = build_text_cache(CLAP_CAPTIONS, CLAP_CFG, 0, tmp_path, pretrained_dir=tiny_clap)
+    assert info["encoder"] == "clap" and info["word_store"] == "vocab_table" and info["n_captions"] == 3
+    assert info["checkpoint"]["weights_file"] == "pytorch_model.bin" and info["word_source"] == "input_embeddings"
+    assert not (tmp_path / "words.npy").exists()
+    batch = TextCache(tmp_path).batch(["rain", "birds sing in the morning"])
+    encoder = ClapTextEncoder(tiny_clap, "input_embeddings", 77)
+    ids = [encoder.tokenize(c) for c in ("rain", "birds sing in the morning")]
+    assert batch.words.shape == (2, len(ids[1]), 16) and batch.word_mask.sum(1).tolist() == [len(i) for i in ids]
+    assert np.allclose(batch.words[0, : len(ids[0])].numpy(), encoder.word_vectors(np.array(ids[0])))
+    assert torch.all(batch.words[0, len(ids[0]):] == 0)
+    np.testing.assert_allclose(batch.sentence.numpy(), encoder.sentence_vectors(ids), rtol=1e-5, atol=1e-6)
+
+
+def test_clap_cache_with_contextual_words(tmp_path, tiny_clap, single_thread):
+    from scenesynth.text.clap import ClapTextEncoder
+
+    cfg = dict(CLAP_CFG, word_source="last_hidden_state")
+    info = build_text_cache(CLAP_CAPTIONS, cfg, 0, tmp_path, pretrained_dir=tiny_clap)
+    assert info["word_store"] == "per_caption" and (tmp_path / "words.npy").is_file()
+    captions = ["birds sing in the morning", "a dog barks with traffic in the background", "rain"]
+    batch = TextCache(tmp_path).batch(captions)
+    encoder = ClapTextEncoder(tiny_clap, "last_hidden_state", 77)
+    for row, caption in enumerate(captions):
+        expected = encoder.caption_word_vectors(encoder.tokenize(caption))
+        n = expected.shape[0]
+        assert int(batch.word_mask[row].sum()) == n
+        np.testing.assert_allclose(batch.words[row, :n].numpy(), expected, rtol=2e-3, atol=2e-3)  # float16 store
+        assert torch.all(batch.words[row, n:] == 0)
+    # same captions, same bytes; switching back to the table store removes the per-caption file
+    build_text_cache(list(reversed(CLAP_CAPTIONS)), cfg, 0, tmp_path / "again", pretrained_dir=tiny_clap)
+    for name in ("captions.parquet", "vocab.npz", "words.npy", "info.json"):
+        assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+    build_text_cache(CLAP_CAPTIONS, CLAP_CFG, 0, tmp_path, pretrained_dir=tiny_clap)
+    assert not (tmp_path / "words.npy").exists() and TextCache(tmp_path).word_rows is None
+
+
+def test_clap_cache_errors(tmp_path, tiny_clap):
+    with pytest.raises(TextEncoderUnavailable, match="fetch-pretrained clap_text") as error:
+        build_text_cache(["x"], CLAP_CFG, 0, tmp_path / "out", pretrained_dir=tmp_path / "absent")
+    assert str(tmp_path / "absent") in str(error.value)
+    with pytest.raises(ValueError, match="text.sentence_dim is 512"):
+        build_text_cache(["x"], dict(CLAP_CFG, sentence_dim=512), 0, tmp_path / "out", pretrained_dir=tiny_clap)
+    build_text_cache(["x"], dict(CLAP_CFG, word_source="last_hidden_state"), 0, tmp_path / "out",
+                     pretrained_dir=tiny_clap)
+    (tmp_path / "out" / "words.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="words.npy"):
+        TextCache(tmp_path / "out")

@@ -6,7 +6,8 @@ from snakemake.exceptions import WorkflowError
 
 from scenesynth import paths as P
 from scenesynth.config import ConfigError, source_fingerprint
-from scenesynth.workflow import overlay_from, resolve_params, section
+from scenesynth.workflow import (acquire_inputs, overlay_from, pretrained_inputs, resolve_params, section,
+                                 train_settings, train_threads)
 
 try:
     OVERLAY = overlay_from(config, "params.yaml")

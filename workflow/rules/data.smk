@@ -1,17 +1,4 @@
-# Data: acquire -> resample (48 kHz) -> mel shards, and the text-embedding cache.
-
-
-rule acquire:
-    output:
-        manifest=f"{P.RAW}/manifest.parquet",
-    params:
-        settings=section(PARAMS, "data", "seed"),
-        code=source_fingerprint("data", "utils"),
-        cli=CLI_CONFIG,
-    log:
-        f"{P.LOGS}/acquire.log",
-    shell:
-        "scenesynth acquire {params.cli} --out {P.RAW} > {log:q} 2>&1"
+# Data: raw manifest (acquire.smk) -> resample (48 kHz) -> mel shards, and the text-embedding cache.
 
 
 rule resample:
@@ -57,15 +44,17 @@ rule mel:
 rule text:
     input:
         manifest=rules.acquire.output.manifest,
+        pretrained=pretrained_inputs(PARAMS, "text"),
     output:
         info=f"{P.TEXT}/info.json",
         captions=f"{P.TEXT}/captions.parquet",
         vocab=f"{P.TEXT}/vocab.npz",
     params:
-        settings=section(PARAMS, "text", "seed"),
-        code=source_fingerprint("text", "data", "utils"),
+        settings=section(PARAMS, "text", "seed", "pretrained"),
+        code=source_fingerprint("text", "data", "utils", "pretrained"),
         cli=CLI_CONFIG,
     log:
         f"{P.LOGS}/text.log",
     shell:
-        "scenesynth text {params.cli} --manifest {input.manifest:q} --out {P.TEXT} > {log:q} 2>&1"
+        "scenesynth text {params.cli} --manifest {input.manifest:q} --pretrained {P.PRETRAINED} --out {P.TEXT}"
+        " > {log:q} 2>&1"

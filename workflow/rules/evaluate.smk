@@ -7,11 +7,12 @@ rule generate:
         model=rules.train.output.model,
         text=rules.text.output.info,
         manifest=rules.acquire.output.manifest,
+        pretrained=pretrained_inputs(PARAMS, "generate"),
     output:
         record=f"{P.GENERATED}/generation.json",
     params:
-        settings=section(PARAMS, "generate"),
-        code=source_fingerprint("inference", "models", "text", "features", "utils"),
+        settings=section(PARAMS, "generate", "pretrained"),
+        code=source_fingerprint("inference", "models", "text", "features", "utils", "pretrained"),
         cli=CLI_CONFIG,
     threads: 2
     log:
@@ -20,7 +21,7 @@ rule generate:
         f"{P.BENCHMARKS}/generate.tsv"
     shell:
         "scenesynth generate {params.cli} --model {input.model:q} --text {P.TEXT}"
-        " --manifest {input.manifest:q} --out {P.GENERATED} > {log:q} 2>&1"
+        " --manifest {input.manifest:q} --pretrained {P.PRETRAINED} --out {P.GENERATED} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -28,12 +29,13 @@ rule evaluate:
         record=rules.generate.output.record,
         manifest=rules.acquire.output.manifest,
         train=rules.train.output.metrics,
+        pretrained=pretrained_inputs(PARAMS, "evaluate"),
     output:
         fad=f"{P.METRICS}/fad.json",
         conditioning=f"{P.METRICS}/conditioning.json",
     params:
-        settings=section(PARAMS, "evaluate", "generate"),
-        code=source_fingerprint("evaluation", "data", "training", "utils"),
+        settings=section(PARAMS, "evaluate", "generate", "pretrained"),
+        code=source_fingerprint("evaluation", "data", "training", "utils", "pretrained"),
         cli=CLI_CONFIG,
     threads: 2
     log:
@@ -42,4 +44,4 @@ rule evaluate:
         f"{P.BENCHMARKS}/evaluate.tsv"
     shell:
         "scenesynth evaluate {params.cli} --generated {P.GENERATED} --manifest {input.manifest:q}"
-        " --out {P.METRICS} --run {P.RUN} > {log:q} 2>&1"
+        " --pretrained {P.PRETRAINED} --out {P.METRICS} --run {P.RUN} > {log:q} 2>&1"

@@ -1,5 +1,9 @@
 # Training: the GAN on the mel shards + text cache. An interrupted run resumes
 # from runs/train/checkpoints/last.pt (not a declared output, so Snakemake keeps it).
+# train.processes_per_node > 1: `scenesynth train` re-runs itself under torchrun (DDP,
+# one process per GPU); the job then needs processes_per_node GPUs and the threads
+# below (docs/cluster-training.md). How many processes train does not change what is
+# learnt, so those two keys are left out of the rerun trigger.
 
 
 rule train:
@@ -10,10 +14,10 @@ rule train:
         model=f"{P.RUN}/model.pt",
         metrics=f"{P.METRICS}/train.json",
     params:
-        settings=section(PARAMS, "audio", "model", "loss", "train", "seed"),
+        settings=train_settings(PARAMS),
         code=source_fingerprint("models", "losses", "training", "text", "features", "inference", "utils"),
         cli=CLI_CONFIG,
-    threads: 4
+    threads: train_threads(PARAMS)
     log:
         f"{P.LOGS}/train.log",
     benchmark:

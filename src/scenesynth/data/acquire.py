@@ -2,8 +2,8 @@
 
 `demo` synthesises the embedded demo dataset. The paper's sources (AudioCaps
 from YouTube, WavCaps' AudioSet_SL part from Hugging Face; SPEC.md section 7)
-need the internet and are acquired by their own rules; until that code exists
-this stage says so instead of pretending.
+need the internet: their own rules fetch them (data/sources.py), and this stage
+merges their manifests into one.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ class SourceUnavailable(RuntimeError):
     """The configured data source cannot be produced here; the message says how to get it."""
 
 
-def acquire(params: dict, out_dir: str | Path) -> Path:
-    """Write ``out_dir/manifest.parquet`` (+ audio) for ``data.source``; return the manifest path."""
+def acquire(params: dict, out_dir: str | Path, sources: dict[str, str | Path] | None = None) -> Path:
+    """Write ``out_dir/manifest.parquet`` (+ audio) for ``data.source``; return the manifest path.
+
+    For the paper's data, ``sources`` names the per-dataset manifests the fetch rules wrote.
+    """
     out_dir = Path(out_dir)
     source = params["data"]["source"]
     if source == "demo":
@@ -41,8 +44,13 @@ def acquire(params: dict, out_dir: str | Path) -> Path:
         write_manifest(df, manifest)
         write_json(out_dir / "source.json", {"source": "demo", "synthetic": True, "n_clips": len(df)})
         return manifest
-    raise SourceUnavailable(
-        f"data.source {source!r}: downloading AudioCaps (YouTube via yt-dlp) and WavCaps AudioSet_SL "
-        "(Hugging Face cvssp/WavCaps) is not implemented in this version of the pipeline. "
-        "Run the offline demo with `make demo` (overlay config/demo.yaml, data.source: demo)."
-    )
+    missing = [name for name in ("audiocaps", "wavcaps") if not (sources or {}).get(name)]
+    if missing:
+        raise SourceUnavailable(
+            f"data.source {source!r} merges the AudioCaps and WavCaps manifests; missing: {', '.join(missing)} "
+            "(run `snakemake --cores all` to fetch them, or `scenesynth fetch-audiocaps-audio` / "
+            "`scenesynth fetch-wavcaps` by hand)."
+        )
+    from scenesynth.data.sources import merge_training_sources
+
+    return merge_training_sources(params, sources["audiocaps"], sources["wavcaps"], out_dir, sources.get("dev"))

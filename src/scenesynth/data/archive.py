@@ -386,8 +386,9 @@ class _RejectedMember(Exception):
 
 
 def extract_flac_members(parts: Sequence[str | os.PathLike] | str | os.PathLike, target_dir: str | os.PathLike,
-                         flatten: bool = True, check_audio: bool = True) -> ExtractionReport:
-    """Extract every ``*.flac`` member into ``target_dir``; resumable, atomic, refuses unsafe archives.
+                         flatten: bool = True, check_audio: bool = True,
+                         suffixes: tuple[str, ...] = (".flac",)) -> ExtractionReport:
+    """Extract every ``*.flac`` (or other ``suffixes``) member into ``target_dir``; resumable, atomic, safe.
 
     All member names (not only FLAC ones) are validated before anything is written: one absolute,
     drive-letter, ``..`` or symlink member makes the whole archive suspect, so UnsafeArchiveError is
@@ -404,7 +405,7 @@ def extract_flac_members(parts: Sequence[str | os.PathLike] | str | os.PathLike,
         reason = _unsafe_reason(member)
         if reason:
             raise UnsafeArchiveError(f"{archive}: member {member.name!r} {reason}; nothing extracted")
-        if not member.is_dir and member.name.lower().endswith(".flac"):
+        if not member.is_dir and member.name.lower().endswith(suffixes):
             try:
                 flac_members.append((member, _destination(member, target, flatten)))
             except UnsafeArchiveError as error:

@@ -66,15 +66,24 @@ def save_checksums(path: str | os.PathLike, checksums: dict[str, dict]) -> None:
     write_json(path, checksums)
 
 
-def _mismatch(path: Path, sha256: str | None, size: int | None) -> str | None:
-    """Why ``path`` does not match the expected size/sha256, or None when it does."""
+def _digest(path: Path, algorithm: str, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _mismatch(path: Path, sha256: str | None, size: int | None, md5: str | None = None) -> str | None:
+    """Why ``path`` does not match the expected size/sha256/md5, or None when it does."""
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         return f"size {actual_size} bytes, expected {size}"
-    if sha256 is not None:
-        actual_sha = sha256_file(path)
-        if actual_sha != sha256.lower():
-            return f"sha256 {actual_sha}, expected {sha256.lower()}"
+    for algorithm, expected in (("sha256", sha256), ("md5", md5)):
+        if expected is not None:
+            actual = _digest(path, algorithm)
+            if actual != expected.lower():
+                return f"{algorithm} {actual}, expected {expected.lower()}"
     return None
 
 
@@ -84,6 +93,7 @@ def download(
     *,
     sha256: str | None = None,
     size: int | None = None,
+    md5: str | None = None,
     timeout: float = 60,
     retries: int = 5,
     backoff: float = 2.0,
@@ -92,12 +102,14 @@ def download(
 ) -> Path:
     """Fetch ``url`` to ``dest`` (resuming a ``.part`` left by an earlier run), verify, rename; return ``dest``.
 
+    ``md5`` is for sources that publish only that (Zenodo); sha256 is preferred where known.
+
     ``timeout`` bounds every socket read, so a stalled server fails instead of hanging. Attempt
     ``k`` (k >= 1) waits ``backoff * 2**(k-1)`` seconds first; ``retries`` extra attempts at most.
     """
     dest = Path(dest)
     if dest.exists():
-        problem = _mismatch(dest, sha256, size)
+        problem = _mismatch(dest, sha256, size, md5)
         if problem is None:
             log.debug("%s already present and verified; not downloading %s", dest, url)
             return dest
@@ -120,7 +132,7 @@ def download(
     else:
         raise DownloadError(f"{url}: failed after {retries + 1} attempt(s); last cause: {last_cause}")
 
-    problem = _mismatch(part, sha256, size)
+    problem = _mismatch(part, sha256, size, md5)
     if problem is not None:
         part.unlink()  # a corrupt .part must not be resumed forever
         raise DownloadError(f"{url}: downloaded file for {dest} has {problem}; deleted {part.name}")

@@ -1,15 +1,22 @@
-"""Resample every clip of a manifest to the vocoder's rate (48 kHz), mono FLAC.
+"""Resample every clip of a manifest to the vocoder's rate (48 kHz), mono 16-bit FLAC (or WAV).
 
 soundfile reads, soxr resamples (SPEC.md section 0: torchaudio does not work
 with this CPU torch). Unreadable, empty or non-finite inputs are skipped and
 recorded with their reason; outputs already present are kept (each was written
 atomically, so an existing file is complete), which makes an interrupted run
 resume where it stopped.
+
+Speed (~160k clips): a mono file is not averaged over its single channel, and
+the output FLAC is encoded in memory from int16 samples converted here exactly
+as libsndfile converts float (x * 32768, rounded half to even, clipped), then
+written with one call: the same bytes as ``sf.write`` of the float waveform,
+a few ms a clip faster (benchmarks/data_stage.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -47,7 +54,7 @@ def load_mono(path: str | Path) -> tuple[np.ndarray, int]:
         raise AudioReadError(f"unreadable audio: {err}") from err
     if audio.shape[0] == 0:
         raise AudioReadError("no samples")
-    audio = audio.mean(axis=1)
+    audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)  # a mean over one channel only copies
     if not np.isfinite(audio).all():
         raise AudioReadError("non-finite samples (NaN or Inf)")
     return audio, int(rate)
@@ -64,20 +71,44 @@ def resample_clip(src: str, dst: str, target_rate: int, quality: str) -> tuple[f
         return 0.0, str(err)
     if rate != target_rate:
         audio = soxr.resample(audio, rate, target_rate, quality=quality)
-    audio = np.clip(audio, -1.0, 1.0)
+    # the container follows dst's suffix: .flac (default, ~half the disk) or .wav (faster to write and read)
+    encoded = encode16_bytes(np.clip(audio, -1.0, 1.0, out=audio), target_rate,  # audio is our own array
+                             "WAV" if dst.endswith(".wav") else "FLAC")
     with atomic_path(dst) as tmp:
-        sf.write(tmp, audio, target_rate, subtype="PCM_16", format="FLAC")
+        tmp.write_bytes(encoded)
     return len(audio) / target_rate, None
+
+
+def pcm16(audio: np.ndarray) -> np.ndarray:
+    """float -> int16 as libsndfile does when it writes float to PCM_16 FLAC (scale 32768,
+    round half to even, clip), so that converting here changes no output sample."""
+    scaled = np.rint(np.asarray(audio, dtype=np.float32) * np.float32(32768))
+    return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16)
+
+
+def encode16_bytes(audio: np.ndarray, rate: int, container: str = "FLAC") -> bytes:
+    """A mono 16-bit FLAC (or WAV) file's bytes, encoded in memory (one write to disk instead of many)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, pcm16(audio), rate, subtype="PCM_16", format=container)
+    return buffer.getvalue()
+
+
+def flac16_bytes(audio: np.ndarray, rate: int) -> bytes:
+    return encode16_bytes(audio, rate, "FLAC")
 
 
 def _resample_job(args: tuple) -> tuple[float, str | None]:
     return resample_clip(*args)
 
 
-def _discard_stale_audio(out_dir: Path, manifest_path: str | Path, target_rate: int, quality: str) -> None:
-    """Finished files are reused only for the same source manifest, rate and quality."""
-    identity = fingerprint({"manifest": hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest(),
-                            "rate": target_rate, "quality": quality})
+def _discard_stale_audio(out_dir: Path, manifest_path: str | Path, target_rate: int, quality: str,
+                        audio_format: str = "flac") -> None:
+    """Finished files are reused only for the same source manifest, rate, quality and format."""
+    settings = {"manifest": hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest(), "rate": target_rate,
+                "quality": quality}
+    if audio_format != "flac":  # keeps the identity of existing FLAC outputs unchanged
+        settings["format"] = audio_format
+    identity = fingerprint(settings)
     marker = out_dir / ".resample_id"
     if marker.is_file() and marker.read_text().strip() != identity:
         log.info("%s holds audio resampled from other inputs: removing it", out_dir / "audio")
@@ -87,12 +118,12 @@ def _discard_stale_audio(out_dir: Path, manifest_path: str | Path, target_rate: 
 
 
 def resample_manifest(manifest_path: str | Path, out_dir: str | Path, target_rate: int, quality: str,
-                      workers: int = 0) -> tuple[pd.DataFrame, list[dict]]:
+                      workers: int = 0, audio_format: str = "flac") -> tuple[pd.DataFrame, list[dict]]:
     """Resample all clips; write ``out_dir/manifest.parquet`` and ``out_dir/rejects.csv``."""
     out_dir = Path(out_dir)
     df = read_manifest(manifest_path)
-    _discard_stale_audio(out_dir, manifest_path, target_rate, quality)
-    destinations = [str(out_dir / "audio" / f"{key}.flac") for key in df["key"]]
+    _discard_stale_audio(out_dir, manifest_path, target_rate, quality, audio_format)
+    destinations = [str(out_dir / "audio" / f"{key}.{audio_format}") for key in df["key"]]
     jobs = [(src, dst, target_rate, quality) for src, dst in zip(df["path"], destinations)]
     n_workers = resolve_workers(workers)
     progress = dict(total=len(jobs), desc="resample", unit="clip", mininterval=2.0)

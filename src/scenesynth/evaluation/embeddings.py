@@ -1,12 +1,14 @@
 """Clip embeddings for FAD, behind a registry so the config names the one in use.
 
-The paper's FAD uses PANNs Wavegram-Logmel-CNN14 (SPEC §6). That network needs a ~300 MB
-checkpoint and is not implemented yet, so asking for it fails loudly instead of silently
-substituting something else. ``logmel_stats`` is the offline stand-in for demos and tests.
+The paper's FAD uses PANNs Wavegram-Logmel-CNN14 (SPEC §6, ``panns.py``). It needs its ~330 MB
+public checkpoint; when that file is missing, asking for it fails loudly (EmbeddingUnavailable,
+saying how to fetch it) instead of silently substituting something else. ``logmel_stats`` is the
+offline stand-in for demos and tests.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Protocol
 
 import librosa
@@ -125,18 +127,22 @@ def _as_mono_float(wave: np.ndarray) -> np.ndarray:
     return signal
 
 
-def _panns_unavailable() -> ClipEmbedding:
-    raise EmbeddingUnavailable(
-        f"The PANNs Wavegram-Logmel-CNN14 embedding ('{PANNS_NAME}') is not implemented yet. "
-        f"It needs its checkpoint {PANNS_CHECKPOINT} (Zenodo record {PANNS_ZENODO_RECORD}). "
-        "For the offline demo set `evaluate.fad_embedding: logmel_stats` "
-        "(its FAD values are not comparable to the paper's PANNs numbers)."
-    )
+def _logmel_stats(checkpoint: Path | None, device: str) -> ClipEmbedding:
+    return LogMelStatsEmbedding()  # no weights, CPU numpy: both arguments are irrelevant
 
 
-_REGISTRY: dict[str, Callable[[], ClipEmbedding]] = {
-    LogMelStatsEmbedding.name: LogMelStatsEmbedding,
-    PANNS_NAME: _panns_unavailable,
+def _panns(checkpoint: Path | None, device: str) -> ClipEmbedding:
+    # Imported here: panns imports this module (EmbeddingUnavailable), and torch model code is only
+    # needed when PANNs is asked for.
+    from scenesynth.evaluation import panns
+
+    return panns.PannsEmbedding(checkpoint if checkpoint is not None else panns.DEFAULT_PANNS_CHECKPOINT,
+                                device=device)
+
+
+_REGISTRY: dict[str, Callable[[Path | None, str], ClipEmbedding]] = {
+    LogMelStatsEmbedding.name: _logmel_stats,
+    PANNS_NAME: _panns,
 }
 
 
@@ -145,31 +151,40 @@ def known_embeddings() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_embedding(name: str) -> ClipEmbedding:
+def get_embedding(name: str, *, checkpoint: str | Path | None = None, device: str = "cpu") -> ClipEmbedding:
     """Build the embedding called ``name``.
 
-    Raises EmbeddingUnavailable for a known name that cannot be built here, ValueError otherwise.
+    ``checkpoint``: weights file for embeddings that have one (PANNs; default
+    ``data/pretrained/panns/Wavegram_Logmel_Cnn14_mAP=0.439.pth``, relative to the working
+    directory); ignored by ``logmel_stats``. ``device``: where the network runs.
+    Raises EmbeddingUnavailable for a known name that cannot be built here (e.g. its checkpoint is
+    missing), ValueError for an unknown name.
     """
     factory = _REGISTRY.get(name)
     if factory is None:
         known = ", ".join(known_embeddings())
         raise ValueError(f"unknown embedding {name!r}; known embeddings: {known}")
-    return factory()
+    return factory(Path(checkpoint) if checkpoint is not None else None, device)
 
 
 def embed_clips(
     embedding: ClipEmbedding, waves: list[np.ndarray], sample_rate: int
 ) -> np.ndarray:
-    """Embeddings [N, D] float32 of clips at ``sample_rate``, resampled to the embedding's rate.
+    """Embeddings [N, D] of clips at ``sample_rate``, resampled to the embedding's rate.
 
+    The dtype is the embedding's own (float32 for ``logmel_stats``, float64 for PANNs).
     soxr (high quality) does the resampling, the same library the rest of the pipeline uses.
+    Embeddings with an ``embed_batch`` method (PANNs) get all clips at once, for batched inference.
     """
     if len(waves) == 0:
         raise ValueError("no clips to embed")
-    rows = []
+    signals = []
     for wave in waves:
         signal = _as_mono_float(wave)
         if sample_rate != embedding.sample_rate:
             signal = soxr.resample(signal, sample_rate, embedding.sample_rate, quality="HQ")
-        rows.append(embedding.embed(signal.astype(np.float32)))
-    return np.stack(rows).astype(np.float32)
+        signals.append(signal.astype(np.float32))
+    embed_batch = getattr(embedding, "embed_batch", None)
+    if callable(embed_batch):
+        return np.asarray(embed_batch(signals))
+    return np.stack([embedding.embed(signal) for signal in signals])

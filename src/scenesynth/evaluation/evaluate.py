@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest
 from scenesynth.data.resample import AudioReadError, load_mono
@@ -61,9 +62,12 @@ def generated_paths(folder: Path, keys: list[str]) -> list[str]:
 
 
 def fad_metrics(params: dict, dev: pd.DataFrame, references: list[np.ndarray], generated_dir: Path,
-                rate: int) -> tuple[dict, dict]:
+                rate: int, pretrained: str | Path = "data/pretrained") -> tuple[dict, dict]:
     """FAD for every seed (mean, std) and per background category; returns (metrics, generated waves)."""
-    embedding = get_embedding(params["evaluate"]["fad_embedding"])
+    name = params["evaluate"]["fad_embedding"]
+    checkpoint = Path(pretrained) / "panns" / params["pretrained"]["panns"]["file"] if name == PAPER_EMBEDDING else None
+    device = "cuda" if torch.cuda.is_available() and params["train"]["device"] != "cpu" else "cpu"
+    embedding = get_embedding(name, checkpoint=checkpoint, device=device)
     keys = list(dev["key"])
     ref_emb = embed_clips(embedding, references, rate)
     ref_stats = gaussian_stats(ref_emb)
@@ -122,14 +126,14 @@ def conditioning_metrics(params: dict, manifest: pd.DataFrame, dev: pd.DataFrame
 
 
 def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
-             run_dir: str | Path) -> dict:
+             run_dir: str | Path, pretrained: str | Path = "data/pretrained") -> dict:
     generated, metrics_dir = Path(generated), Path(metrics_dir)
     table = read_manifest(manifest)
     rate = params["generate"]["sample_rate"]
     dev, references, skipped_refs = load_readable(table[table["split"] == "dev"].sort_values("key"), rate)
     if len(dev) < 2:
         raise ValueError(f"{manifest}: FAD needs at least 2 dev prompts, found {len(dev)}")
-    fad_result, waves_by_seed = fad_metrics(params, dev, references, generated, rate)
+    fad_result, waves_by_seed = fad_metrics(params, dev, references, generated, rate, pretrained)
     fad_result["stand_ins"] = stand_ins(params)
     fad_result["skipped_references"] = skipped_refs
     write_json(metrics_dir / "fad.json", fad_result)

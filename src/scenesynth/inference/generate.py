@@ -1,8 +1,9 @@
 """The generate stage: one 4 s, 32 kHz, 16-bit WAV per dev prompt and seed (SPEC.md section 5).
 
-Per prompt: `n_candidates` mels from the generator, the best kept by the
-re-ranker, the vocoder, a random `crop_seconds` crop, 48 -> 32 kHz. The offline
-demo uses Griffin-Lim and the discriminator's global-to-sentence score; every
+Per prompt: `n_candidates` mels from the generator; with CLAP, all are vocoded,
+the best kept by CLAP's audio-text similarity, then the best of `n_crops` random
+`crop_seconds` crops, 48 -> 32 kHz. The offline demo uses Griffin-Lim and the
+discriminator's global-to-sentence score (on the mels; one random crop); every
 run records in generation.json which vocoder and re-ranker were used. Files are
 written atomically and skipped when present, and each prompt's randomness
 depends only on (seed, prompt), so an interrupted run resumes exactly.
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from scenesynth.data.manifest import read_manifest
 from scenesynth.features.mel import MelFrontEnd
 from scenesynth.models import build_models
+from scenesynth.pretrained import checkpoint_record, needed_models
 from scenesynth.text.cache import TextCache
 from scenesynth.config import fingerprint
 from scenesynth.utils.atomic import atomic_path, write_json, write_text
@@ -51,15 +53,28 @@ def load_model(model_path: str | Path, device: torch.device):
     return generator.to(device).eval(), discriminator.to(device).eval(), saved
 
 
-def make_vocoder(gen_cfg: dict, front_end: MelFrontEnd):
+def make_vocoder(gen_cfg: dict, front_end: MelFrontEnd, pretrained: str | Path = "data/pretrained",
+                 device: torch.device | str = "cpu"):
+    """``vocoder(mels [B, n_mels, T], seed) -> waves [B, samples]`` at the front end's rate."""
     if gen_cfg["vocoder"] == "griffin_lim":
         from scenesynth.inference.griffin_lim import griffin_lim
 
-        return lambda mel, seed: griffin_lim(mel, front_end, n_iter=gen_cfg["griffin_lim_iters"], seed=seed)
-    raise VocoderUnavailable(
-        "generate.vocoder 'hifigan' needs the pre-trained 48 kHz HiFi-GAN (SPEC.md section 1), which this "
-        "version of the pipeline does not load yet. For the offline demo set `generate.vocoder: griffin_lim`."
-    )
+        return lambda mels, seed: np.stack([griffin_lim(m, front_end, n_iter=gen_cfg["griffin_lim_iters"], seed=seed)
+                                            for m in mels])
+    from scenesynth.inference.hifigan import load_hifigan
+
+    vocoder = load_hifigan(Path(pretrained) / "hifigan_48k", device)  # VocoderUnavailable says how to fetch it
+    vocoder.check_front_end(front_end.settings)
+    return lambda mels, seed: np.asarray(vocoder(mels)).reshape(len(mels), -1)
+
+
+def make_reranker(gen_cfg: dict, pretrained: str | Path = "data/pretrained", device: torch.device | str = "cpu"):
+    """The CLAP audio-text re-ranker, or None when params choose the discriminator's G2S score."""
+    if gen_cfg["rerank"] != "clap":
+        return None
+    from scenesynth.inference.rerank import ClapReranker
+
+    return ClapReranker(Path(pretrained) / "clap_rerank", device=str(device))
 
 
 def discriminator_scores(discriminator, mels: torch.Tensor, text) -> torch.Tensor:
@@ -68,17 +83,44 @@ def discriminator_scores(discriminator, mels: torch.Tensor, text) -> torch.Tenso
     return F.cosine_similarity(out.audio_embed, out.text_embed, dim=-1)
 
 
-def crop_and_resample(wave: np.ndarray, rate: int, seconds: float, out_rate: int,
-                      rng: np.random.Generator) -> np.ndarray:
-    """A random `seconds` crop (zero-padded if the clip is shorter), resampled to exactly out_rate*seconds."""
+def random_crops(wave: np.ndarray, rate: int, seconds: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random `seconds` crops [n, samples] (zero-padded if the clip is shorter)."""
     n_crop = int(round(seconds * rate))
-    if len(wave) > n_crop:
-        start = int(rng.integers(0, len(wave) - n_crop + 1))
-        wave = wave[start : start + n_crop]
     wave = np.pad(wave, (0, max(0, n_crop - len(wave))))
-    out = soxr.resample(wave.astype(np.float32), rate, out_rate, quality="VHQ")
+    starts = rng.integers(0, len(wave) - n_crop + 1, size=n)
+    return np.stack([wave[s : s + n_crop] for s in starts])
+
+
+def to_output_rate(crop: np.ndarray, rate: int, out_rate: int, seconds: float) -> np.ndarray:
+    """48 -> 32 kHz (soxr VHQ), exactly ``out_rate * seconds`` samples (128 000 for the challenge)."""
+    out = soxr.resample(crop.astype(np.float32), rate, out_rate, quality="VHQ")
     n_out = int(round(seconds * out_rate))
     return np.pad(out, (0, max(0, n_out - len(out))))[:n_out]
+
+
+def pick_clip(mels: torch.Tensor, caption: str, text_batch, discriminator, vocoder, reranker, gen_cfg: dict,
+              rate: int, seed: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """SPEC.md section 5 for one prompt: best candidate, then best crop; returns (clip at out rate, choice).
+
+    With CLAP every candidate is vocoded and scored as audio, then `n_crops` crops of the best;
+    with the discriminator (offline) the mels are scored and one random crop is taken, since
+    D cannot score a 4 s crop of audio.
+    """
+    n = mels.shape[0]
+    if reranker is None:
+        scores = discriminator_scores(discriminator, mels, text_batch) if n > 1 else torch.zeros(1)
+        best = int(torch.argmax(scores))
+        wave = vocoder(mels[best : best + 1, 0].float().cpu().numpy(), seed)[0]
+        crop_scores, crops = np.zeros(1), random_crops(wave, rate, gen_cfg["crop_seconds"], 1, rng)
+    else:
+        waves = vocoder(mels[:, 0].float().cpu().numpy(), seed)
+        scores = torch.from_numpy(reranker.scores(waves, caption))
+        best = int(torch.argmax(scores))
+        crops = random_crops(waves[best], rate, gen_cfg["crop_seconds"], gen_cfg["n_crops"], rng)
+        crop_scores = reranker.scores(crops, caption)
+    crop = int(np.argmax(crop_scores))
+    clip = to_output_rate(crops[crop], rate, gen_cfg["sample_rate"], gen_cfg["crop_seconds"])
+    return clip, {"candidate": best, "score": float(scores[best]), "crop": crop, "crop_score": float(crop_scores[crop])}
 
 
 def _discard_stale_outputs(out_dir: Path, inputs: list[Path], gen_cfg: dict) -> None:
@@ -97,26 +139,25 @@ def _discard_stale_outputs(out_dir: Path, inputs: list[Path], gen_cfg: dict) -> 
 
 @torch.no_grad()
 def generate_dev_set(params: dict, model_path: str | Path, text: str | Path, manifest: str | Path,
-                     out_dir: str | Path) -> dict:
+                     out_dir: str | Path, pretrained: str | Path = "data/pretrained") -> dict:
     gen_cfg = params["generate"]
-    if gen_cfg["rerank"] == "clap":
-        raise RerankerUnavailable(
-            "generate.rerank 'clap' needs the LAION-CLAP HTSAT-tiny checkpoint (SPEC.md section 5), which this "
-            "version of the pipeline does not load yet. Set `generate.rerank: discriminator` (offline).")
     device = torch.device("cuda" if torch.cuda.is_available() and params["train"]["device"] != "cpu" else "cpu")
+    reranker = make_reranker(gen_cfg, pretrained, device)
     generator, discriminator, saved = load_model(model_path, device)
     cache = TextCache(text)
     if cache.encoder != saved["text"]["encoder"]:
         raise ValueError(f"{text}: text encoder {cache.encoder!r} differs from the one the model was trained "
                          f"with ({saved['text']['encoder']!r})")
     front_end = MelFrontEnd.from_config(saved["audio"])
-    vocoder = make_vocoder(gen_cfg, front_end)
+    vocoder = make_vocoder(gen_cfg, front_end, pretrained, device)
     dev = read_manifest(manifest)
     dev = dev[dev["split"] == "dev"].sort_values("key").reset_index(drop=True)
     if dev.empty:
         raise ValueError(f"{manifest}: no dev prompts (split == 'dev')")
     out_dir = Path(out_dir)
-    _discard_stale_outputs(out_dir, [Path(model_path), Path(text) / "captions.parquet", Path(manifest)], gen_cfg)
+    _discard_stale_outputs(out_dir, [Path(model_path), Path(text) / "captions.parquet", Path(manifest)],
+                           {**gen_cfg, "pretrained": params["pretrained"]})
+    rate = front_end.settings.sample_rate
     started, n_done, chosen = time.perf_counter(), 0, {}
     for seed in gen_cfg["seeds"]:
         for index, row in tqdm(list(dev.iterrows()), desc=f"generate seed {seed}", unit="prompt", mininterval=2.0):
@@ -128,23 +169,21 @@ def generate_dev_set(params: dict, model_path: str | Path, text: str | Path, man
             z = torch.randn(n, saved["model"]["z_dim"], generator=gen).to(device)
             text_batch = cache.batch([row["caption"]] * n).to(device)
             mels = generator(z, text_batch)
-            scores = discriminator_scores(discriminator, mels, text_batch) if n > 1 else torch.zeros(1)
-            best = int(torch.argmax(scores))
-            wave = vocoder(mels[best, 0].float().cpu().numpy(), seed)
-            rng = np.random.default_rng([seed, index])
-            clip = crop_and_resample(wave, front_end.settings.sample_rate, gen_cfg["crop_seconds"],
-                                     gen_cfg["sample_rate"], rng)
+            clip, choice = pick_clip(mels, row["caption"], text_batch, discriminator, vocoder, reranker, gen_cfg,
+                                     rate, seed, np.random.default_rng([seed, index]))
             with atomic_path(path) as tmp:
                 sf.write(tmp, np.clip(clip, -1.0, 1.0), gen_cfg["sample_rate"], subtype="PCM_16")
-            chosen[f"seed{seed}/{row['key']}"] = {"candidate": best, "score": float(scores[best])}
+            chosen[f"seed{seed}/{row['key']}"] = choice
             n_done += 1
     elapsed = time.perf_counter() - started
     record = {
         "n_prompts": len(dev), "seeds": gen_cfg["seeds"], "n_candidates": gen_cfg["n_candidates"],
         "vocoder": gen_cfg["vocoder"], "rerank": gen_cfg["rerank"],
-        "crop": f"one random {gen_cfg['crop_seconds']} s crop (crop re-ranking needs CLAP)",
+        "crop": (f"best of {gen_cfg['n_crops']} random {gen_cfg['crop_seconds']} s crops by CLAP" if reranker else
+                 f"one random {gen_cfg['crop_seconds']} s crop (the discriminator cannot score audio crops)"),
         "sample_rate": gen_cfg["sample_rate"], "text_encoder": cache.encoder, "model_step": saved["step"],
         "stand_ins": saved["stand_ins"], "generated_this_run": n_done,
+        "pretrained": {name: checkpoint_record(Path(pretrained) / name) for name in needed_models(params)["generate"]},
         "seconds_per_prompt": elapsed / n_done if n_done else None, "choices": chosen,
     }
     write_json(out_dir / "generation.json", record)

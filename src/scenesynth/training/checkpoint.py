@@ -3,7 +3,9 @@
 A checkpoint records the fingerprint of every setting that shapes the weights;
 resuming with other settings starts afresh (and says so) instead of silently
 mixing two experiments. Files are written to a temporary name, then renamed,
-and loaded with ``weights_only=True``.
+and loaded with ``weights_only=True``. They hold the plain (not DDP-wrapped)
+modules, and the data position is the step (the global batch does not depend on
+the number of processes), so a checkpoint resumes in any number of processes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from scenesynth.config import fingerprint, source_fingerprint
 from scenesynth.utils.atomic import atomic_path
@@ -21,7 +24,29 @@ from scenesynth.utils.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 # train.* keys that do not change what is learnt (a resumed run may change them).
-_VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "device")
+_VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "device",
+                        "processes_per_node", "nodes")
+
+
+def _several_ranks() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _cuda_rng_states() -> list:
+    """Every GPU's RNG in one process; only this rank's own GPU among several ranks (reading the
+    others would open a CUDA context on every GPU from every rank)."""
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_rng_state()] if _several_ranks() else torch.cuda.get_rng_state_all()
+
+
+def _restore_cuda_rng(states: list) -> None:
+    if not states or not torch.cuda.is_available():
+        return
+    if _several_ranks():
+        torch.cuda.set_rng_state(states[0])  # the first GPU's stream, on this rank's GPU
+    else:
+        torch.cuda.set_rng_state_all(states)
 
 
 def training_fingerprint(params: dict, data_identity: dict) -> str:
@@ -53,7 +78,7 @@ class TrainState:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda_rng": _cuda_rng_states(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -64,8 +89,7 @@ class TrainState:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         torch.set_rng_state(state["torch_rng"])
-        if state.get("cuda_rng") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        _restore_cuda_rng(state.get("cuda_rng") or [])
         self.step = int(state["step"])
 
 
@@ -94,7 +118,7 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, step:
         b_ema.copy_(b)
 
 
-def save_checkpoint(state: TrainState, path: str | Path, config_fingerprint: str) -> None:
+def save_checkpoint(state: TrainState, path: str | Path, config_fingerprint: str, world_size: int = 1) -> None:
     """Write atomically; refuse to save non-finite weights over the last good checkpoint."""
     for name, module in (("generator", state.generator), ("discriminator", state.discriminator)):
         bad = next((n for n, p in module.named_parameters() if not torch.isfinite(p).all()), None)
@@ -102,21 +126,26 @@ def save_checkpoint(state: TrainState, path: str | Path, config_fingerprint: str
             raise FloatingPointError(f"step {state.step}: {name} parameter {bad} is not finite; "
                                      f"{path} keeps the last good checkpoint")
     with atomic_path(path) as tmp:
-        torch.save(state.state_dict(config_fingerprint), tmp)
+        torch.save({**state.state_dict(config_fingerprint), "world_size": world_size}, tmp)
 
 
-def try_resume(state: TrainState, path: str | Path, config_fingerprint: str) -> bool:
-    """Load ``path`` into ``state`` if it exists and was made with the same settings."""
+def try_resume(state: TrainState, path: str | Path, config_fingerprint: str, set_aside_stale: bool = True) -> bool:
+    """Load ``path`` into ``state`` if it exists and was made with the same settings.
+
+    A stale checkpoint is renamed out of the way unless ``set_aside_stale`` is False (the other
+    ranks of a multi-process run, which must not rename what rank 0 may still be reading)."""
     path = Path(path)
     if not path.is_file():
         return False
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if saved.get("fingerprint") != config_fingerprint:
+        if not set_aside_stale:
+            return False
         kept = path.with_name(f"{path.stem}.{saved.get('fingerprint', 'unknown')}{path.suffix}")
         path.replace(kept)
         log.warning("%s was written with other settings, data or code: kept as %s, starting afresh",
                     path, kept.name)
         return False
     state.load_state_dict(saved)
-    log.info("resumed from %s at step %d", path, state.step)
+    log.info("resumed from %s at step %d (written by %d process(es))", path, state.step, saved.get("world_size", 1))
     return True

@@ -4,6 +4,12 @@ An endless, seeded stream: each pass over the shards uses a new shard order
 (seed + epoch) and a sample shuffle buffer, and each DataLoader worker reads its
 own subset of shards. Captions are turned into embeddings in the main process
 (a table lookup), so workers only move mels.
+
+With several training processes (ranks), each rank reads its own shards (split by
+rank, then by worker) when there are at least ranks x workers shards; with fewer
+shards every rank reads the one global stream and keeps its rows of each global
+batch, so the ranks still see disjoint samples and together exactly the batches a
+single process would see. One process reads exactly what it always did.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from scenesynth.features.shards import make_webdataset, read_index, shard_paths
 class MelCaptionStream(IterableDataset):
     """Yields (mel [1, F, T] float16, caption) forever (float16 keeps the shuffle buffer small)."""
 
-    def __init__(self, shard_dir: str | Path, seed: int, shuffle_buffer: int = 0, start_epoch: int = 0):
+    def __init__(self, shard_dir: str | Path, seed: int, shuffle_buffer: int = 0, start_epoch: int = 0,
+                 rank: int = 0, world_size: int = 1):
         self.shard_dir = Path(shard_dir)
         self.paths = shard_paths(self.shard_dir)
         if not self.paths:
@@ -32,10 +39,12 @@ class MelCaptionStream(IterableDataset):
         self.seed = seed
         self.shuffle_buffer = shuffle_buffer
         self.start_epoch = start_epoch
+        self.rank, self.world_size = rank, world_size
 
     def _my_shards(self, epoch: int) -> list[Path]:
         order = list(self.paths)
         random.Random(self.seed * 100003 + epoch).shuffle(order)
+        order = order[self.rank :: self.world_size]
         info = get_worker_info()
         if info is None or len(order) < info.num_workers:
             return order
@@ -44,9 +53,9 @@ class MelCaptionStream(IterableDataset):
     def _samples(self) -> Iterator[tuple[torch.Tensor, str]]:
         for epoch in itertools.count(self.start_epoch):
             shards = self._my_shards(epoch)
-            # The shards are already split between workers here: webdataset must not split again.
+            # The shards are already split between ranks and workers here: webdataset must not split again.
             n_read = 0
-            for sample in make_webdataset(shards, shuffle=False, workersplitter=None):
+            for sample in make_webdataset(shards, shuffle=False, nodesplitter=None, workersplitter=None):
                 n_read += 1
                 yield torch.from_numpy(np.asarray(sample["mel"], dtype=np.float16))[None], sample["meta"]["caption"]
             if n_read == 0:
@@ -54,7 +63,8 @@ class MelCaptionStream(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, str]]:
         info = get_worker_info()
-        rng = random.Random(self.seed * 7919 + self.start_epoch * 31 + (info.id if info else 0))
+        stream_id = self.rank * (info.num_workers if info else 1) + (info.id if info else 0)
+        rng = random.Random(self.seed * 7919 + self.start_epoch * 31 + stream_id)
         buffer: list[tuple[torch.Tensor, str]] = []
         for item in self._samples():
             if len(buffer) < self.shuffle_buffer:
@@ -73,10 +83,25 @@ def _collate(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[
     return torch.stack(mels).float(), list(captions)  # float16 in the shuffle buffer, float32 out
 
 
+def splits_by_shard(n_shards: int, world_size: int, num_workers: int) -> bool:
+    """Ranks read disjoint shards when every rank's every worker gets at least one."""
+    return world_size > 1 and n_shards >= world_size * max(1, num_workers)
+
+
+def _rows_of_global_batches(batches: Iterator, rows: slice) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    for mels, captions in batches:
+        yield mels[rows], captions[rows]
+
+
 def batch_stream(shard_dir: str | Path, batch_size: int, seed: int, shuffle_buffer: int, num_workers: int,
-                 start_epoch: int = 0) -> Iterator[tuple[torch.Tensor, list[str]]]:
-    """An endless iterator of (mels [B, 1, F, T], captions)."""
-    dataset = MelCaptionStream(shard_dir, seed, shuffle_buffer, start_epoch)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
-                        persistent_workers=num_workers > 0)
-    return iter(loader)
+                 start_epoch: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[tuple[torch.Tensor, list[str]]]:
+    """An endless iterator of (mels [b, 1, F, T], captions): b = batch_size / world_size, this rank's share."""
+    share = batch_size // world_size
+    split = splits_by_shard(len(shard_paths(Path(shard_dir))), world_size, num_workers)
+    dataset = MelCaptionStream(shard_dir, seed, shuffle_buffer, start_epoch,
+                               rank if split else 0, world_size if split else 1)
+    loader = DataLoader(dataset, batch_size=share if split else batch_size, num_workers=num_workers,
+                        collate_fn=_collate, persistent_workers=num_workers > 0)
+    if split or world_size == 1:
+        return iter(loader)
+    return _rows_of_global_batches(iter(loader), slice(rank * share, (rank + 1) * share))

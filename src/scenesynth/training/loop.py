@@ -6,6 +6,11 @@ per generator update, optional EMA of G, atomic checkpoints every
 step and loss named when a loss stops being finite. The batch stream is
 re-seeded at every checkpoint, so a resumed run continues exactly as the
 uninterrupted one would have (bit-identical on CPU).
+
+Under torchrun (`train.processes_per_node` x `train.nodes` > 1, see distributed.py)
+G and D are each wrapped in DistributedDataParallel, every rank trains on its
+share of the global batch, and rank 0 alone writes checkpoints, metrics, samples
+and the MLflow run.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from scenesynth.text.cache import TextCache
 from scenesynth.training.checkpoint import (TrainState, make_ema, save_checkpoint, training_fingerprint,
                                             try_resume, update_ema)
 from scenesynth.training.data import batch_stream
+from scenesynth.training.distributed import (DistContext, check_replicas_identical, convert_batch_norms,
+                                             gather_output, gather_rows, pad_words, start, stop, wrap)
+from scenesynth.training.launch import configured_world_size, local_batch_size
 from scenesynth.training.samples import log_samples
 from scenesynth.training.tracking import Tracker, stand_ins
 from scenesynth.utils.atomic import atomic_path, write_json
@@ -39,12 +47,7 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or Inf; the last good checkpoint is left untouched."""
 
 
-def pick_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
+ONE_PROCESS = DistContext()
 
 
 def fp32(out):
@@ -69,10 +72,13 @@ def _check_finite(logs: dict[str, float], step: int, checkpoint: Path) -> None:
                                f"The last good checkpoint is kept: {checkpoint}")
 
 
-def build_state(params: dict, text_info: dict, device: torch.device) -> TrainState:
+def build_state(params: dict, text_info: dict, device: torch.device, several_ranks: bool = False) -> TrainState:
+    """Models and optimisers; among several ranks, BatchNorms use the global batch's statistics."""
     audio, train = params["audio"], params["train"]
     generator, discriminator = build_models(params["model"], audio["n_mels"], audio["n_frames"],
                                             text_info["sentence_dim"], text_info["word_dim"])
+    if several_ranks:
+        generator, discriminator = convert_batch_norms(generator), convert_batch_norms(discriminator)
     generator, discriminator = generator.to(device), discriminator.to(device)
     ema = make_ema(generator) if params["model"].get("ema_decay") else None
     betas = tuple(train["betas"])
@@ -83,21 +89,40 @@ def build_state(params: dict, text_info: dict, device: torch.device) -> TrainSta
     )
 
 
+def _every_output_in_graph(loss: torch.Tensor, out) -> torch.Tensor:
+    """loss + 0 x every output of D: with a loss weight of 0 some heads would get no gradient,
+    which DistributedDataParallel (find_unused_parameters=False) reports as an unfinished reduction."""
+    return loss + sum(getattr(out, f.name).sum() for f in dataclasses.fields(out)
+                      if getattr(out, f.name).is_floating_point()) * 0.0
+
+
 def train_step(state: TrainState, batches, cache: TextCache, params: dict, device: torch.device,
-               checkpoint: Path) -> dict[str, float]:
-    """One generator update preceded by `d_steps` discriminator updates; returns the losses."""
+               checkpoint: Path, ctx: DistContext = ONE_PROCESS, wrapped: tuple | None = None) -> dict[str, float]:
+    """One generator update preceded by `d_steps` discriminator updates; returns the losses.
+
+    Among several ranks `wrapped` holds the DDP-wrapped (G, D): the updates go through them
+    and the losses see the discriminator outputs of the whole global batch."""
     z_dim, loss_cfg = params["model"]["z_dim"], params["loss"]
     G, D = state.generator, state.discriminator
+    G_sync, D_sync = wrapped or (G, D)
     amp = autocast_for(device, params["train"]["precision"])
     logs: dict[str, float] = {}
+
+    def noise(rows: int) -> torch.Tensor:  # drawn for the global batch; this rank keeps its rows
+        return torch.randn(rows * ctx.world_size, z_dim, device=device)[ctx.rows(rows * ctx.world_size)]
+
     for _ in range(params["train"]["d_steps"]):
         mels, captions = next(batches)
-        mels, text = mels.to(device), cache.batch(captions).to(device)
+        mels, text = mels.to(device), pad_words(cache.batch(captions).to(device), ctx)
+        caption_ids = gather_rows(text.caption_ids, ctx)
         with amp:
             with torch.no_grad():
-                fake = G(torch.randn(len(captions), z_dim, device=device), text)
-            real_out, fake_out = D(mels, text), D(fake.detach(), text)
-        loss_d, logs_d = discriminator_objective(fp32(real_out), fp32(fake_out), text.caption_ids, loss_cfg)
+                fake = G(noise(len(captions)), text)
+            real_out, fake_out = D_sync(mels, text), D_sync(fake.detach(), text)
+        loss_d, logs_d = discriminator_objective(gather_output(fp32(real_out), ctx), gather_output(fp32(fake_out), ctx),
+                                                 caption_ids, loss_cfg)
+        if ctx.active:
+            loss_d = _every_output_in_graph(_every_output_in_graph(loss_d, real_out), fake_out)
         _check_finite(logs_d, state.step, checkpoint)
         state.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -106,11 +131,12 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
     D.requires_grad_(False)
     try:
         with amp:
-            fake = G(torch.randn(len(captions), z_dim, device=device), text)
+            fake = G_sync(noise(len(captions)), text)
             with torch.no_grad():
                 real_out = D(mels, text)
             fake_out = D(fake, text)
-        loss_g, logs_g = generator_objective(fp32(fake_out), fp32(real_out), text.caption_ids, loss_cfg)
+        loss_g, logs_g = generator_objective(gather_output(fp32(fake_out), ctx), gather_output(fp32(real_out), ctx),
+                                             caption_ids, loss_cfg)
         _check_finite(logs_g, state.step, checkpoint)
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -135,53 +161,95 @@ def export_model(state: TrainState, params: dict, text_info: dict, path: Path) -
 
 def train(params: dict, shards: str | Path, text: str | Path, run_dir: str | Path, metrics_path: str | Path,
           max_steps: int | None = None) -> dict:
-    run_dir = Path(run_dir)
+    """Train (or resume) in this process; under torchrun, as one rank of several."""
+    ctx = start(params["train"]["device"])
+    try:
+        return _train(ctx, params, shards, text, Path(run_dir), metrics_path, max_steps)
+    finally:
+        stop(ctx)
+
+
+def _resume(state: TrainState, checkpoint: Path, config_fp: str, ctx: DistContext) -> bool:
+    """Every rank loads the same checkpoint; rank 0 alone sets a stale one aside, after the others read."""
+    resumed = try_resume(state, checkpoint, config_fp, set_aside_stale=not ctx.active)
+    if not ctx.active:
+        return resumed
+    ctx.barrier()
+    if ctx.is_main and not resumed:
+        try_resume(state, checkpoint, config_fp)
+    steps = gather_rows(torch.tensor([state.step], device=ctx.device), ctx)
+    if len(set(steps.tolist())) > 1:
+        raise RuntimeError(f"{checkpoint}: the ranks resumed at different steps {steps.tolist()}; "
+                           "the run folder must be on a file system that every node sees")
+    return resumed
+
+
+def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path, run_dir: Path,
+           metrics_path: str | Path, max_steps: int | None) -> dict:
     train_cfg, seed = params["train"], params["seed"]
+    local_batch_size(train_cfg["batch_size"], ctx.world_size)
+    if ctx.world_size != configured_world_size(train_cfg):
+        log.warning("running in %d processes, but train.processes_per_node x train.nodes = %d",
+                    ctx.world_size, configured_world_size(train_cfg))
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    device = pick_device(train_cfg["device"])
+    device = ctx.device
     cache = TextCache(text)
-    state = build_state(params, cache.info, device)
+    state = build_state(params, cache.info, device, several_ranks=ctx.active)
     checkpoint = run_dir / "checkpoints" / "last.pt"
     data_identity = {"shards": [s["sha256"] for s in read_index(shards)["shards"]],
                      "text": fingerprint({"info": cache.info, "captions": cache.captions})}
     config_fp = training_fingerprint(params, data_identity)
-    resumed = try_resume(state, checkpoint, config_fp)
+    resumed = _resume(state, checkpoint, config_fp, ctx)
+    wrapped = (wrap(state.generator, ctx), wrap(state.discriminator, ctx)) if ctx.active else None
     target = train_cfg["steps"] if max_steps is None else min(max_steps, train_cfg["steps"])
-    tracker = Tracker(params, run_dir, resume=resumed)
+    tracker = Tracker(params, run_dir, resume=resumed) if ctx.is_main else None
     n_params = {"params_g": sum(p.numel() for p in state.generator.parameters()),
                 "params_d": sum(p.numel() for p in state.discriminator.parameters())}
-    log.info("training on %s: G %d params, D %d params, steps %d -> %d", device, n_params["params_g"],
-             n_params["params_d"], state.step, target)
+    log.info("training on %s (%d process(es)): G %d params, D %d params, steps %d -> %d", device, ctx.world_size,
+             n_params["params_g"], n_params["params_d"], state.step, target)
 
     def new_stream():
         return batch_stream(shards, train_cfg["batch_size"], seed, train_cfg["shuffle_buffer"],
-                            train_cfg["num_workers"], start_epoch=state.step)
+                            train_cfg["num_workers"], start_epoch=state.step, rank=ctx.rank,
+                            world_size=ctx.world_size)
 
     batches, window, logs, started, status = new_stream(), [], {}, time.perf_counter(), "FAILED"
     first_step = state.step
     try:
         while state.step < target:
-            logs = train_step(state, batches, cache, params, device, checkpoint)
+            logs = train_step(state, batches, cache, params, device, checkpoint, ctx, wrapped)
             window.append(logs)
             if state.step % train_cfg["log_every"] == 0 or state.step == target:
                 means = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                tracker.metrics(means, state.step)
+                if tracker is not None:
+                    tracker.metrics(means, state.step)
                 log.info("step %d: %s", state.step, ", ".join(f"{k} {v:.3f}" for k, v in sorted(means.items())))
                 window = []
             if state.step % train_cfg["checkpoint_every"] == 0 or state.step == target:
-                save_checkpoint(state, checkpoint, config_fp)
+                if ctx.is_main:
+                    save_checkpoint(state, checkpoint, config_fp, ctx.world_size)
+                ctx.barrier()
                 batches = new_stream()
-            if state.step % train_cfg["sample_every"] == 0 or state.step == target:
+            if ctx.is_main and (state.step % train_cfg["sample_every"] == 0 or state.step == target):
                 log_samples(state, cache, params, run_dir / "samples", tracker, device)
         status = "FINISHED"
     finally:
-        tracker.close(status)
+        wrapped = None  # freed by stop() before the process group, even if an error keeps this frame
+        if tracker is not None:
+            tracker.close(status)
     elapsed = time.perf_counter() - started
-    export_model(state, params, cache.info, run_dir / "model.pt")
+    modules = {"generator": state.generator, "discriminator": state.discriminator}
+    if state.generator_ema is not None:
+        modules["generator_ema"] = state.generator_ema
+    check_replicas_identical(modules, ctx)
     summary = {"steps": state.step, "steps_this_run": state.step - first_step, "seconds": elapsed,
                "seconds_per_step": elapsed / max(1, state.step - first_step), "device": str(device),
-               "last_losses": logs if state.step > first_step else {}, "mlflow_run_id": tracker.run_id,
+               "processes": ctx.world_size, "last_losses": logs if state.step > first_step else {},
+               "mlflow_run_id": tracker.run_id if tracker is not None else None,
                **n_params, **{f"stand_in.{k}": v for k, v in stand_ins(params).items()}}
-    write_json(metrics_path, summary)
+    if ctx.is_main:
+        export_model(state, params, cache.info, run_dir / "model.pt")
+        write_json(metrics_path, summary)
+    ctx.barrier()
     return summary

@@ -1,0 +1,283 @@
+"""The listening report's assets: one stand-alone HTML page per dev prompt, and a metrics page.
+
+`snakemake --report` embeds these pages (rule report_assets, workflow/rules/report.smk). Each
+prompt page carries its own data (the generated WAV of the first generation seed as a base64
+data URI, the log-mel PNG) so it plays anywhere, inside the report's iframe or opened alone.
+The metrics page reads metrics/*.json and says plainly when the FAD embedding or the data is a
+stand-in, since such numbers are not comparable with the paper's 42.075 or the baseline's 61.276.
+
+Heavy imports (torch, matplotlib) stay inside functions: Snakemake imports `prompt_labels`
+while parsing the workflow.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from scenesynth.utils.atomic import write_json, write_text
+
+log = logging.getLogger(__name__)
+PAGE_FOLDER = "prompts"      # <out>/prompts/<key>.html: one report entry per dev prompt
+CAPTIONS = "prompts.json"    # <out>/prompts.json: key -> caption (the report's labels)
+METRICS_PAGE = "metrics.html"
+LABEL_CHARS = 90
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; max-width: 70em; color: #222; }
+blockquote.prompt { font-size: 1.2em; border-left: 4px solid #4a7; margin: 0.5em 0; padding: 0.3em 0.8em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.warn { background: #fff3cd; border: 1px solid #e0c36a; padding: 0.5em 0.8em; }
+.note { color: #555; font-size: 0.9em; }
+img { max-width: 100%; }
+"""
+
+
+class ReportInputError(FileNotFoundError):
+    """An input the report needs is missing or unreadable; the message names the file."""
+
+
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{_e(title)}</title>\n'
+            f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+def _shown(path) -> str:
+    """A path as the reader knows it: relative to the project (the working directory) when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise ReportInputError(f"{path}: not found (run the evaluate stage first)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def _load_audio(path: Path, what: str) -> tuple[np.ndarray, int]:
+    from scenesynth.data.resample import AudioReadError, load_mono
+
+    try:
+        return load_mono(path)
+    except AudioReadError as err:
+        raise ReportInputError(f"{path}: {what} {err}") from err
+
+
+# ----------------------------------------------------------------------------- spectrograms
+def logmel_image(wave: np.ndarray, rate: int, front_end) -> np.ndarray:
+    """The project's log-mel (the vocoder's front end, peak-normalised as in training) of any clip."""
+    import soxr
+    import torch
+
+    target = front_end.settings.sample_rate
+    if rate != target:
+        wave = soxr.resample(wave.astype(np.float32), rate, target, quality="HQ")
+    wave = front_end.normalize_wav(wave)
+    if len(wave) <= front_end.settings.pad:  # too short for the reflect pad: pad with silence
+        wave = np.pad(wave, (0, front_end.settings.pad + 1 - len(wave)))
+    with torch.no_grad():
+        return front_end.logmel(torch.from_numpy(wave)).numpy()
+
+
+def mel_pair_png(generated: np.ndarray, reference: np.ndarray | None, settings, titles: tuple[str, str]) -> bytes:
+    """Generated and reference log-mels side by side, one colour scale (Agg, no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    mels = [generated] if reference is None else [generated, reference]
+    vmin = float(np.log(settings.log_clamp))
+    vmax = max(float(m.max()) for m in mels)
+    vmax = vmax if vmax > vmin else vmin + 1.0
+    fig = Figure(figsize=(5.0 * len(mels) + 1.0, 3.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(mels), sharey=True, squeeze=False)[0]
+    image = None
+    for ax, mel, title in zip(axes, mels, titles):
+        seconds = mel.shape[1] * settings.hop_length / settings.sample_rate
+        image = ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=vmin, vmax=vmax,
+                          extent=(0.0, seconds, 0, mel.shape[0]), interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("time (s)")
+    axes[0].set_ylabel("mel bin")
+    fig.colorbar(image, ax=list(axes), label="ln mel magnitude")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- pages
+def prompt_page(key: str, caption: str, audio_wav: bytes, mel_png: bytes, facts: dict[str, str],
+                note: str = "") -> str:
+    """One prompt: its text, a player of the generated clip, the log-mel pair. Everything escaped."""
+    audio = "data:audio/wav;base64," + base64.b64encode(audio_wav).decode("ascii")
+    png = "data:image/png;base64," + base64.b64encode(mel_png).decode("ascii")
+    rows = "\n".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts.items())
+    warning = f'<p class="warn">{_e(note)}</p>\n' if note else ""
+    return _page(f"{key}: {caption}", (
+        f"<h1>Dev prompt <code>{_e(key)}</code></h1>\n"
+        f'<blockquote class="prompt" id="caption">{_e(caption)}</blockquote>\n'
+        f"<h2>Generated clip</h2>\n"
+        f'<audio id="generated" controls preload="auto" src="{audio}"></audio>\n'
+        f"<h2>Log-mel spectrograms</h2>\n{warning}"
+        f'<img id="mel" alt="{_e("log-mel of the generated clip and of the reference clip of " + key)}" src="{png}">\n'
+        f'<p class="note">Same colour scale for both; the project\'s front end (the vocoder\'s log-mel), '
+        f"each clip peak-normalised first.</p>\n"
+        f"<table>\n{rows}\n</table>"))
+
+
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{float(value):.{digits}f}"
+
+
+def metrics_page(fad: dict, conditioning: dict, generation: dict) -> str:
+    """FAD (mean and std over seeds, per category) beside the paper's and the baseline's, honestly labelled."""
+    stand_ins = fad.get("stand_ins") or generation.get("stand_ins") or {}
+    embedding = fad["embedding"]
+    comparable = bool(fad.get("comparable_to_paper"))
+    reasons = []
+    if fad.get("stand_in"):
+        reasons.append(f"the FAD embedding is {embedding}, an offline stand-in for PANNs Wavegram-Logmel")
+    if stand_ins.get("data.source") == "demo":
+        reasons.append("the dev set is the synthetic demo data, not the DCASE 2024 Task 7 dev set")
+    if not comparable and not reasons:
+        reasons.append("this run's setup differs from the paper's")
+    verdict = ("Comparable with the paper: the paper's embedding on the challenge's dev set." if comparable else
+               "NOT comparable with the paper's or the baseline's FAD: " + "; ".join(reasons) + ".")
+    ours = f"{_num(fad['fad_mean'])} &plusmn; {_num(fad['fad_std'])}"
+    body = [
+        "<h1>Metrics</h1>",
+        f'<p class="{"note" if comparable else "warn"}" id="verdict">{_e(verdict)}</p>',
+        "<h2>FAD on the dev set (lower is better)</h2>",
+        "<table id=\"fad\">\n<tr><th>system</th><th>FAD</th><th>embedding</th><th>stand-in</th></tr>",
+        f"<tr><td>this run ({_e(fad['n_prompts'])} prompts, mean &plusmn; std over {_e(fad['n_seeds'])} seeds)</td>"
+        f'<td class="num">{ours}</td><td>{_e(embedding)}</td><td>{"yes" if fad.get("stand_in") else "no"}</td></tr>',
+        f'<tr><td>paper (KT Corporation)</td><td class="num">{_num(fad["paper_fad"])}</td>'
+        "<td>panns_wavegram_logmel</td><td>no</td></tr>",
+        f'<tr><td>challenge baseline</td><td class="num">{_num(fad["baseline_fad"])}</td>'
+        "<td>panns_wavegram_logmel</td><td>no</td></tr>\n</table>",
+    ]
+    seeds = fad.get("fad_per_seed") or {}
+    if seeds:
+        body.append("<h3>Per generation seed</h3>\n<table id=\"fad-seeds\">\n<tr><th>seed</th><th>FAD</th></tr>")
+        body += [f'<tr><td>{_e(s)}</td><td class="num">{_num(v)}</td></tr>' for s, v in seeds.items()]
+        body.append("</table>")
+    categories = fad.get("fad_per_category") or {}
+    if categories:
+        body.append("<h3>Per background category (mean &plusmn; std over seeds)</h3>\n"
+                    "<table id=\"fad-categories\">\n<tr><th>category</th><th>FAD</th></tr>")
+        body += [f'<tr><td>{_e(c)}</td><td class="num">{_num(v["mean"])} &plusmn; {_num(v["std"])}</td></tr>'
+                 for c, v in sorted(categories.items())]
+        body.append("</table>")
+    body.append("<h2>Conditioning (a classifier trained on real clips, applied to generated ones)</h2>")
+    if "generated" in conditioning:
+        g, real = conditioning["generated"], conditioning.get("real_dev", {})
+        body.append("<table id=\"conditioning\">\n<tr><th>label</th><th>generated accuracy</th><th>chance</th>"
+                    "<th>real dev clips</th></tr>")
+        for name, label in (("fg", "foreground"), ("bg", "background")):
+            body.append(f'<tr><td>{label}</td><td class="num">{_num(g.get(f"{name}_accuracy"))}</td>'
+                        f'<td class="num">{_num(g.get(f"{name}_chance"))}</td>'
+                        f'<td class="num">{_num(real.get(f"{name}_accuracy"))}</td></tr>')
+        body.append(f"</table>\n<p class=\"note\">Generation seed {_e(conditioning.get('generation_seed'))}.</p>")
+    else:
+        body.append(f"<p>Skipped: {_e(conditioning.get('skipped', 'no result'))}</p>")
+    body.append("<h2>What ran (real parts and offline stand-ins)</h2>\n<table id=\"stand-ins\">")
+    facts = dict(stand_ins)
+    facts.update({"re-ranker": generation.get("rerank"), "candidates per prompt": generation.get("n_candidates"),
+                  "crop": generation.get("crop"), "model step": generation.get("model_step")})
+    body += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts.items() if v is not None]
+    body.append("</table>")
+    skipped = fad.get("skipped_references") or []
+    if skipped:
+        body.append(f"<p class=\"warn\">{len(skipped)} unreadable reference clip(s) left out of FAD: "
+                    + ", ".join(_e(s["key"]) for s in skipped) + "</p>")
+    return _page("Metrics", "\n".join(body))
+
+
+# ----------------------------------------------------------------------------- the stage
+def _dev_prompts(manifest: Path):
+    from scenesynth.data.manifest import read_manifest
+
+    dev = read_manifest(manifest)
+    dev = dev[dev["split"] == "dev"].sort_values("key").reset_index(drop=True)
+    if dev.empty:
+        raise ValueError(f"{manifest}: no dev prompts (split == 'dev')")
+    return dev
+
+
+def build_report_assets(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
+                        out_dir: str | Path) -> dict[str, str]:
+    """Write <out>/prompts/<key>.html per dev prompt, <out>/metrics.html and <out>/prompts.json."""
+    from scenesynth.features.mel import MelFrontEnd
+
+    generated, manifest, metrics_dir, out_dir = (Path(p) for p in (generated, manifest, metrics_dir, out_dir))
+    fad = _read_json(metrics_dir / "fad.json")
+    conditioning = _read_json(metrics_dir / "conditioning.json")
+    generation = _read_json(generated / "generation.json")
+    dev = _dev_prompts(manifest)
+    seed = params["generate"]["seeds"][0]
+    skipped = {s["key"]: s["reason"] for s in fad.get("skipped_references") or []}
+    front_end = MelFrontEnd.from_config(params["audio"], strict=False)
+    stand_ins = generation.get("stand_ins") or fad.get("stand_ins") or {}
+    pages = out_dir / PAGE_FOLDER
+    pages.mkdir(parents=True, exist_ok=True)
+    captions = {}
+    for row in dev.itertuples(index=False):
+        key, caption = str(row.key), str(row.caption)
+        clip = generated / f"seed{seed}" / f"{key}.wav"
+        if not clip.is_file():
+            raise ReportInputError(f"{clip}: generated clip of dev prompt {key!r} not found (run the generate stage)")
+        wave, rate = _load_audio(clip, "generated clip")
+        ref_mel, note = None, ""
+        if key in skipped:
+            note = f"Reference clip left out (unreadable: {skipped[key]}); as in FAD, only the generated clip is shown."
+        else:
+            if not Path(row.path).is_file():
+                raise ReportInputError(f"{row.path}: reference clip of dev prompt {key!r} not found "
+                                       f"(listed in {manifest})")
+            ref_mel = logmel_image(*_load_audio(Path(row.path), "reference clip"), front_end)
+        png = mel_pair_png(logmel_image(wave, rate, front_end), ref_mel, front_end.settings,
+                           (f"generated (seed {seed})", "reference"))
+        facts = {"generated file": _shown(clip), "duration": f"{len(wave) / rate:.2f} s at {rate} Hz",
+                 "reference file": _shown(row.path), "vocoder": generation.get("vocoder"),
+                 "text encoder": generation.get("text_encoder"), "data source": stand_ins.get("data.source")}
+        for label in ("foreground", "background"):
+            if label in dev.columns and isinstance(getattr(row, label), str):
+                facts[label] = getattr(row, label)
+        page = prompt_page(key, caption, clip.read_bytes(), png, {k: v for k, v in facts.items() if v is not None},
+                           note)
+        write_text(pages / f"{key}.html", page)
+        captions[key] = caption
+    for stale in pages.glob("*.html"):  # pages of prompts no longer in the dev set
+        if stale.stem not in captions:
+            stale.unlink()
+    write_text(out_dir / METRICS_PAGE, metrics_page(fad, conditioning, generation))
+    write_json(out_dir / CAPTIONS, captions)
+    log.info("listening report: %d prompt pages and %s in %s", len(captions), METRICS_PAGE, out_dir)
+    return captions
+
+
+def prompt_labels(captions_path: str | Path, key: str) -> dict[str, str]:
+    """The report's labels of one prompt page. Braces become parentheses: Snakemake reads
+    `{name}` in a label as a wildcard."""
+    captions = json.loads(Path(captions_path).read_text())
+    caption = captions.get(key, "")
+    if len(caption) > LABEL_CHARS:
+        caption = caption[: LABEL_CHARS - 1] + "\u2026"
+    return {"prompt": key, "caption": caption.replace("{", "(").replace("}", ")")}

@@ -1,0 +1,137 @@
+"""The listening report's pages on tiny synthetic inputs: escaping, embedded media, honest labels, clear errors."""
+
+import base64
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from conftest import REPO, TINY_OVERLAY
+from scenesynth.cli import main
+from scenesynth.data.manifest import write_manifest
+from scenesynth.evaluation.report import (ReportInputError, build_report_assets, metrics_page, prompt_labels)
+from scenesynth.utils.atomic import write_json
+
+EVIL = '<script>alert("x")</script> dogs & {cats} bark'
+
+
+def fad_record(**changes) -> dict:
+    record = {"fad_mean": 12.5, "fad_std": 0.25, "fad_per_seed": {"0": 12.3, "1": 12.7},
+              "fad_per_category": {"rain": {"mean": 20.0, "std": 1.0}, "<b>street</b>": {"mean": 9.0, "std": 0.5}},
+              "embedding": "logmel_stats", "stand_in": True, "comparable_to_paper": False, "n_prompts": 2,
+              "n_seeds": 2, "baseline_fad": 61.276, "paper_fad": 42.075, "skipped_references": [],
+              "stand_ins": {"data.source": "demo", "evaluate.fad_embedding": "logmel_stats",
+                            "generate.vocoder": "griffin_lim", "text.encoder": "hash", "overlay": "config/demo.yaml"}}
+    record.update(changes)
+    return record
+
+
+@pytest.fixture
+def inputs(tmp_path, tiny_params):
+    """A manifest of two dev prompts with references, their generated clips, and metrics JSONs."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, caption in enumerate([EVIL, "a bird sings in the park"]):
+        key = f"dev-{i:03d}"
+        ref = tmp_path / "raw" / "audio" / f"{key}.wav"
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(ref, 0.1 * rng.standard_normal(16000).astype(np.float32), 32000)
+        rows.append({"key": key, "path": str(ref), "caption": caption, "source": "demo", "duration": 0.5,
+                     "sample_rate": 32000, "split": "dev", "foreground": "dog", "background": "rain"})
+        for seed in tiny_params["generate"]["seeds"]:
+            gen = tmp_path / "gen" / f"seed{seed}" / f"{key}.wav"
+            gen.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(gen, 0.2 * rng.standard_normal(16000).astype(np.float32), 32000, subtype="PCM_16")
+    write_manifest(pd.DataFrame(rows), tmp_path / "raw" / "manifest.parquet")
+    write_json(tmp_path / "metrics" / "fad.json", fad_record())
+    write_json(tmp_path / "metrics" / "conditioning.json", {"skipped": "no labels"})
+    write_json(tmp_path / "gen" / "generation.json", {"vocoder": "griffin_lim", "rerank": "discriminator",
+                                                      "text_encoder": "hash", "n_candidates": 2, "model_step": 4})
+    return {"generated": tmp_path / "gen", "manifest": tmp_path / "raw" / "manifest.parquet",
+            "metrics_dir": tmp_path / "metrics", "out_dir": tmp_path / "report"}
+
+
+def data_uri(page: str, element_id: str) -> bytes:
+    src = re.search(rf'id="{element_id}"[^>]*src="data:[^;]+;base64,([^"]+)"', page).group(1)
+    return base64.b64decode(src)
+
+
+def test_prompt_pages_embed_the_clip_and_mel_and_escape_captions(inputs, tiny_params):
+    captions = build_report_assets(tiny_params, **inputs)
+    assert captions == {"dev-000": EVIL, "dev-001": "a bird sings in the park"}
+    page = (inputs["out_dir"] / "prompts" / "dev-000.html").read_text()
+    assert "<script" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; dogs &amp;" in page
+    first_seed = tiny_params["generate"]["seeds"][0]
+    assert data_uri(page, "generated") == (inputs["generated"] / f"seed{first_seed}" / "dev-000.wav").read_bytes()
+    assert data_uri(page, "mel").startswith(b"\x89PNG\r\n\x1a\n")
+    assert "<th>background</th><td>rain</td>" in page
+    assert json.loads((inputs["out_dir"] / "prompts.json").read_text()) == captions
+    assert prompt_labels(inputs["out_dir"] / "prompts.json", "dev-000") == {
+        "prompt": "dev-000", "caption": '<script>alert("x")</script> dogs & (cats) bark'}
+
+
+def test_pages_of_prompts_no_longer_in_the_dev_set_are_removed(inputs, tiny_params):
+    stale = inputs["out_dir"] / "prompts" / "old-prompt.html"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old")
+    build_report_assets(tiny_params, **inputs)
+    assert sorted(p.name for p in stale.parent.iterdir()) == ["dev-000.html", "dev-001.html"]
+
+
+def test_a_missing_reference_is_an_error_naming_the_file(inputs, tiny_params):
+    reference = inputs["manifest"].parent / "audio" / "dev-001.wav"
+    reference.unlink()
+    with pytest.raises(ReportInputError, match=re.escape(str(reference)) + ".*dev-001.*not found"):
+        build_report_assets(tiny_params, **inputs)
+
+
+def test_a_reference_evaluate_skipped_is_noted_not_fatal(inputs, tiny_params):
+    (inputs["manifest"].parent / "audio" / "dev-001.wav").write_bytes(b"")
+    write_json(inputs["metrics_dir"] / "fad.json", fad_record(
+        skipped_references=[{"key": "dev-001", "path": "x", "reason": "empty file (0 bytes)"}]))
+    build_report_assets(tiny_params, **inputs)
+    page = (inputs["out_dir"] / "prompts" / "dev-001.html").read_text()
+    assert "Reference clip left out (unreadable: empty file (0 bytes))" in page
+    assert "1 unreadable reference clip(s) left out of FAD: dev-001" in (inputs["out_dir"] / "metrics.html").read_text()
+
+
+def test_a_missing_generated_clip_is_an_error_naming_the_file(inputs, tiny_params):
+    clip = inputs["generated"] / f"seed{tiny_params['generate']['seeds'][0]}" / "dev-000.wav"
+    clip.unlink()
+    with pytest.raises(ReportInputError, match=re.escape(str(clip))):
+        build_report_assets(tiny_params, **inputs)
+
+
+def test_metrics_page_says_the_stand_in_fad_is_not_comparable():
+    page = metrics_page(fad_record(), {"skipped": "no labels"}, {"rerank": "discriminator"})
+    verdict = re.search(r'id="verdict">([^<]+)<', page).group(1)
+    assert verdict.startswith("NOT comparable")
+    assert "logmel_stats, an offline stand-in for PANNs Wavegram-Logmel" in verdict
+    assert "synthetic demo data" in verdict
+    assert "12.500 &plusmn; 0.250" in page and "42.075" in page and "61.276" in page
+    assert "&lt;b&gt;street&lt;/b&gt;" in page and "<b>" not in page
+    assert "<td>logmel_stats</td><td>yes</td>" in page and "Skipped: no labels" in page
+
+
+def test_metrics_page_of_the_papers_setup_says_comparable():
+    fad = fad_record(embedding="panns_wavegram_logmel", stand_in=False, comparable_to_paper=True,
+                     stand_ins={"data.source": "audiocaps_wavcaps"})
+    cond = {"generated": {"fg_accuracy": 0.5, "fg_chance": 0.1, "bg_accuracy": 0.6, "bg_chance": 0.2},
+            "real_dev": {"fg_accuracy": 0.9, "bg_accuracy": 0.8}, "generation_seed": 0}
+    page = metrics_page(fad, cond, {})
+    assert re.search(r'id="verdict">Comparable with the paper', page)
+    assert "<td>panns_wavegram_logmel</td><td>no</td>" in page
+    assert '<td>foreground</td><td class="num">0.500</td><td class="num">0.100</td><td class="num">0.900</td>' in page
+
+
+def test_cli_reports_a_missing_metrics_file_by_name(inputs, capsys):
+    (inputs["metrics_dir"] / "fad.json").unlink()
+    code = main(["report-assets", "--params", str(REPO / "params.yaml"), "--overlay", str(TINY_OVERLAY),
+                 "--generated", str(inputs["generated"]),
+                 "--manifest", str(inputs["manifest"]), "--metrics", str(inputs["metrics_dir"]),
+                 "--out", str(inputs["out_dir"])])
+    assert code == 1
+    assert f"{inputs['metrics_dir'] / 'fad.json'}: not found" in capsys.readouterr().err

@@ -1,0 +1,93 @@
+# Acquisition: the demo is synthesised by `acquire` itself; the paper's data
+# (data.source: audiocaps_wavcaps) is fetched by the rules below and merged by
+# `acquire`. They need the internet, so they are local rules (the login node on
+# a cluster). Downloads resume and verified files are never fetched again; only
+# the small reports are declared outputs, so a rerun never deletes audio.
+
+localrules:
+    fetch_audiocaps_csv,
+    fetch_audiocaps_audio,
+    fetch_wavcaps,
+    fetch_dcase_dev,
+
+
+rule fetch_audiocaps_csv:
+    output:
+        csv=expand(f"{P.AUDIOCAPS}/csv/{{split}}.csv", split=("train", "val", "test")),
+        checksums=f"{P.AUDIOCAPS}/csv/checksums.json",
+    params:
+        settings=section(PARAMS["data"]["audiocaps"], "csv_url"),
+        code=source_fingerprint("data", "utils"),
+        cli=CLI_CONFIG,
+    log:
+        f"{P.LOGS}/fetch_audiocaps_csv.log",
+    shell:
+        "scenesynth fetch-audiocaps-csv {params.cli} --out {P.AUDIOCAPS}/csv > {log:q} 2>&1"
+
+
+rule fetch_audiocaps_audio:
+    input:
+        csv=rules.fetch_audiocaps_csv.output.csv,
+    output:
+        manifest=f"{P.AUDIOCAPS}/manifest.parquet",
+        coverage=f"{P.AUDIOCAPS}/coverage.json",
+    params:
+        settings=section(PARAMS["data"], "audiocaps", "download"),
+        code=source_fingerprint("data", "utils"),
+        cli=CLI_CONFIG,
+    log:
+        f"{P.LOGS}/fetch_audiocaps_audio.log",
+    benchmark:
+        f"{P.BENCHMARKS}/fetch_audiocaps_audio.tsv"
+    shell:
+        "scenesynth fetch-audiocaps-audio {params.cli} --csv {P.AUDIOCAPS}/csv --out {P.AUDIOCAPS}"
+        " > {log:q} 2>&1"
+
+
+rule fetch_wavcaps:
+    input:
+        csv=rules.fetch_audiocaps_csv.output.csv,
+    output:
+        manifest=f"{P.WAVCAPS}/manifest.parquet",
+        report=f"{P.WAVCAPS}/report.json",
+    params:
+        settings=section(PARAMS["data"], "wavcaps", "download"),
+        code=source_fingerprint("data", "utils"),
+        cli=CLI_CONFIG,
+    log:
+        f"{P.LOGS}/fetch_wavcaps.log",
+    benchmark:
+        f"{P.BENCHMARKS}/fetch_wavcaps.tsv"
+    shell:
+        "scenesynth fetch-wavcaps {params.cli} --audiocaps-csv {P.AUDIOCAPS}/csv --out {P.WAVCAPS}"
+        " > {log:q} 2>&1"
+
+
+rule acquire:
+    input:
+        **acquire_inputs(PARAMS),
+    output:
+        manifest=f"{P.RAW}/manifest.parquet",
+    params:
+        settings=section(PARAMS, "data", "seed"),
+        code=source_fingerprint("data", "utils"),
+        cli=CLI_CONFIG,
+        sources=lambda wildcards, input: " ".join(f"--{name} {shlex.quote(path)}" for name, path in input.items()),
+    log:
+        f"{P.LOGS}/acquire.log",
+    shell:
+        "scenesynth acquire {params.cli} {params.sources} --out {P.RAW} > {log:q} 2>&1"
+
+
+rule fetch_dcase_dev:
+    output:
+        manifest=f"{P.DCASE_DEV}/manifest.parquet",
+        report=f"{P.DCASE_DEV}/report.json",
+    params:
+        settings=section(PARAMS["data"], "dcase_dev", "download"),
+        code=source_fingerprint("data", "utils"),
+        cli=CLI_CONFIG,
+    log:
+        f"{P.LOGS}/fetch_dcase_dev.log",
+    shell:
+        "scenesynth fetch-dcase-dev {params.cli} --out {P.DCASE_DEV} > {log:q} 2>&1"

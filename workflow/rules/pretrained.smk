@@ -1,0 +1,22 @@
+# Pre-trained models (CLAP text encoder and re-ranker, 48 kHz HiFi-GAN, PANNs): fetched once
+# into data/pretrained/<name>/ with their checksums, then loaded offline by text, generate
+# and evaluate. Only the stages whose params choose a real model depend on them.
+
+localrules:
+    fetch_pretrained,
+
+
+rule fetch_pretrained:
+    output:
+        source=f"{P.PRETRAINED}/{{name}}/source.json",
+    wildcard_constraints:
+        name="clap_text|clap_rerank|hifigan_48k|panns",
+    params:
+        settings=lambda wildcards: {"model": PARAMS["pretrained"][wildcards.name],
+                                    "endpoints": section(PARAMS["pretrained"], "hf_endpoint", "zenodo_api")},
+        code=source_fingerprint("pretrained", "data", "utils"),
+        cli=CLI_CONFIG,
+    log:
+        f"{P.LOGS}/fetch_pretrained_{{name}}.log",
+    shell:
+        "scenesynth fetch-pretrained {params.cli} --name {wildcards.name} --out {P.PRETRAINED} > {log:q} 2>&1"

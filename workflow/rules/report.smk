@@ -1,0 +1,34 @@
+# The listening report: `snakemake --report report.html` after a run shows, per dev prompt, the
+# generated clip (player), its log-mel next to the reference's, and a metrics page. This rule
+# only writes those pages (scenesynth.evaluation.report); Snakemake's report embeds them.
+from scenesynth.evaluation.report import prompt_labels
+
+REPORT = "outputs/report"
+
+
+rule report_assets:
+    input:
+        record=rules.generate.output.record,
+        fad=rules.evaluate.output.fad,
+        conditioning=rules.evaluate.output.conditioning,
+        manifest=rules.acquire.output.manifest,
+    output:
+        prompts=report(
+            directory(f"{REPORT}/prompts"),
+            patterns=["{prompt}.html"],
+            caption="../report/prompt.rst",
+            category="Listening",
+            subcategory="Dev prompts",
+            labels=lambda wildcards: prompt_labels(f"{REPORT}/prompts.json", wildcards.prompt),
+        ),
+        metrics=report(f"{REPORT}/metrics.html", caption="../report/metrics.rst", category="Metrics"),
+        captions=f"{REPORT}/prompts.json",
+    params:
+        settings=section(PARAMS, "audio", "generate", "evaluate"),
+        code=source_fingerprint("evaluation", "features", "data", "utils"),
+        cli=CLI_CONFIG,
+    log:
+        f"{P.LOGS}/report_assets.log",
+    shell:
+        "scenesynth report-assets {params.cli} --generated {P.GENERATED} --manifest {input.manifest:q}"
+        " --metrics {P.METRICS} --out {REPORT} > {log:q} 2>&1"
