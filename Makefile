@@ -34,6 +34,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/attention.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/data_stage.py
+	$(BIN)/python benchmarks/generate.py --vocoder-frames 64,256 --offline
 
 clean-demo:
 	rm -rf data runs outputs metrics logs benchmarks/logs mlflow.db mlartifacts .snakemake

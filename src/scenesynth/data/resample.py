@@ -71,7 +71,7 @@ def resample_clip(src: str, dst: str, target_rate: int, quality: str) -> tuple[f
         return 0.0, str(err)
     if rate != target_rate:
         audio = soxr.resample(audio, rate, target_rate, quality=quality)
-    # the container follows dst's suffix: .flac (default, ~half the disk) or .wav (faster to write and read)
+    # the container follows dst's suffix: .wav (resample.format default: fast to write and read) or .flac (less disk)
     encoded = encode16_bytes(np.clip(audio, -1.0, 1.0, out=audio), target_rate,  # audio is our own array
                              "WAV" if dst.endswith(".wav") else "FLAC")
     with atomic_path(dst) as tmp:
