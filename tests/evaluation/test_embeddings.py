@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
+from signals import relative_distance, tone, white_noise
 from scenesynth.evaluation.embeddings import (
     EmbeddingUnavailable,
     LogMelStatsEmbedding,
@@ -17,19 +18,6 @@ RATE = 32_000
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-def tone(freq_hz: float, seconds: float, rate: int = RATE) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (0.3 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
-
-
-def white_noise(seconds: float, seed: int) -> np.ndarray:
-    return (0.1 * np.random.default_rng(seed).normal(size=int(seconds * RATE))).astype(np.float32)
-
-
-def relative_distance(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.linalg.norm(x - y) / np.linalg.norm(y))
-
 
 @pytest.fixture(scope="module")
 def embedding() -> LogMelStatsEmbedding:

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import torch
 
+from signals import relative_distance, tone
+from signals import white_noise as noise
 from scenesynth.data.download import download, sha256_file
 from scenesynth.evaluation import panns
 from scenesynth.evaluation.embeddings import EmbeddingUnavailable, embed_clips, get_embedding
@@ -139,19 +141,6 @@ def small_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def embedding(small_checkpoint) -> PannsEmbedding:
     return PannsEmbedding(small_checkpoint, width_divisor=DIVISOR)
-
-
-def tone(freq_hz: float, seconds: float, rate: int = RATE) -> np.ndarray:
-    t = np.arange(int(seconds * rate)) / rate
-    return (0.3 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
-
-
-def noise(seconds: float, seed: int) -> np.ndarray:
-    return (0.1 * np.random.default_rng(seed).normal(size=int(seconds * RATE))).astype(np.float32)
-
-
-def relative_distance(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.linalg.norm(x - y) / np.linalg.norm(y))
 
 
 def test_served_checkpoint_downloads_loads_strictly_and_embeds(tmp_path, static_server, small_checkpoint):
