@@ -14,6 +14,7 @@ MELS = "data/mels"                   # mel: WebDataset shards + index.json + rej
 TEXT = "data/text"                   # text: embedding cache (captions.parquet, vocab.npz, info.json)
 RUN = "runs/train"                   # train: model.pt, checkpoints/ (resume), samples/, mlflow_run.json
 GENERATED = "outputs/dev"            # generate: seed<S>/<prompt id>.wav + generation.json
+REPORT = "outputs/report"            # report_assets: prompts/<prompt id>.html, metrics.html (snakemake --report)
 METRICS = "metrics"                  # train.json, fad.json, conditioning.json (DVC metrics)
 LOGS = "logs"                        # one log per Snakemake job
 BENCHMARKS = "logs/benchmarks"       # Snakemake `benchmark:` tables of the heavy rules

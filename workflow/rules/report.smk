@@ -3,7 +3,7 @@
 # only writes those pages (scenesynth.evaluation.report); Snakemake's report embeds them.
 from scenesynth.evaluation.report import prompt_labels
 
-REPORT = "outputs/report"
+REPORT = P.REPORT
 
 
 rule report_assets:

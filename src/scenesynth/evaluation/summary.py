@@ -33,4 +33,8 @@ def print_summary(params: dict) -> None:
         print(f"  training        : {train['steps']} steps, {train['seconds_per_step']:.2f} s/step on {train['device']}")
     print(f"  MLflow runs     : {params['mlflow']['tracking_uri']} "
           f"(browse: mlflow ui --backend-store-uri {params['mlflow']['tracking_uri']})")
+    report = Path(paths.REPORT)
+    if (report / "metrics.html").is_file():
+        print(f"  listening pages : {report}/prompts/<prompt id>.html, {report}/metrics.html "
+              f"(one file: snakemake --report report.html --config overlay=<the overlay used>)")
     print(f"  logs            : {paths.LOGS}/, benchmarks: {paths.BENCHMARKS}/")
