@@ -11,7 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
+from scenesynth import paths
 from scenesynth.config import ConfigError, load_params
+from scenesynth.pretrained import PIPELINE_MODELS
 
 log = logging.getLogger("scenesynth")
 
@@ -102,11 +104,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from scenesynth.training.loop import train
 
     params = _params(args)
-    same_command = ["-v"] * args.verbose + [
-        "train", "--params", args.params, *(["--overlay", args.overlay] if args.overlay else []),
-        "--shards", args.shards, "--text", args.text, "--out", args.out, "--metrics", args.metrics,
-        *(["--max-steps", str(args.max_steps)] if args.max_steps is not None else [])]
-    if run_under_torchrun(params["train"], same_command):  # train.processes_per_node x nodes > 1
+    if run_under_torchrun(params["train"], args.argv):  # train.processes_per_node x nodes > 1: the same command
         return
     train(params, shards=args.shards, text=args.text, run_dir=args.out, metrics_path=args.metrics,
           max_steps=args.max_steps)
@@ -160,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     acquire_cmd.add_argument("--dev", default=None, help="DCASE dev-set manifest (data.source audiocaps_wavcaps)")
     fetch_model = verb("fetch-pretrained", cmd_fetch_pretrained, "download a pre-trained model for offline use",
                        out="folder holding one sub-folder per model (data/pretrained)")
-    fetch_model.add_argument("--name", required=True, choices=["clap_text", "clap_rerank", "hifigan_48k", "panns"])
+    fetch_model.add_argument("--name", required=True, choices=PIPELINE_MODELS)
     verb("fetch-dcase-dev", cmd_fetch_dcase_dev, "download the DCASE 2024 Task 7 dev prompts + reference audio",
          out="output folder")
     verb("fetch-audiocaps-csv", cmd_fetch_audiocaps_csv, "download the AudioCaps train/val/test CSVs",
@@ -187,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                         manifest="manifest with the dev split and references", out="metrics folder",
                         run="training run folder")
     for uses_models in (text_cmd, generate_cmd, evaluate_cmd):
-        uses_models.add_argument("--pretrained", default="data/pretrained",
+        uses_models.add_argument("--pretrained", default=paths.PRETRAINED,
                                  help="folder of the fetched pre-trained models (default: %(default)s)")
     verb("report-assets", cmd_report_assets, "listening-report pages (one per dev prompt) and the metrics page",
          generated="generated folder", manifest="manifest with the dev split and references",
@@ -197,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
+    args.argv = argv  # e.g. for `train` to re-run itself under torchrun
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

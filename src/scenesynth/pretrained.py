@@ -25,13 +25,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scenesynth.data.download import download, file_checksum, load_checksums, save_checksums
+from scenesynth import paths
+from scenesynth.data.download import ChecksumMismatch, fetch_recorded, file_checksum, load_checksums
+from scenesynth.data.hf_hub import resolve_url
 from scenesynth.utils.atomic import write_json
 
 log = logging.getLogger(__name__)
 
 HF_ENDPOINT = "https://huggingface.co"
-DEFAULT_PRETRAINED_ROOT = Path("data/pretrained")
+DEFAULT_PRETRAINED_ROOT = Path(paths.PRETRAINED)
 CHECKSUMS_FILE = "checksums.json"
 SOURCE_FILE = "source.json"
 FETCH_HINT = "run `scenesynth fetch-pretrained {name}` (Snakemake rule `fetch_pretrained`)"
@@ -43,10 +45,6 @@ CLAP_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_toke
                         "vocab.json", "merges.txt")
 CLAP_FILES = ("config.json", "pytorch_model.bin", "preprocessor_config.json", *CLAP_TOKENIZER_FILES)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what ClapModel.from_pretrained reads
-
-
-class ChecksumMismatch(RuntimeError):
-    """A fetched file no longer matches its recorded or pinned checksum."""
 
 
 @dataclass(frozen=True)
@@ -76,39 +74,6 @@ CHECKPOINTS: dict[str, HfCheckpoint] = {
 }
 
 
-def _expected(name: str, recorded: dict, pinned: dict) -> dict | None:
-    """The checksum a file must have: the pinned one, checked against any recorded one."""
-    rec, pin = recorded.get(name), pinned.get(name)
-    if isinstance(pin, str):
-        pin = {"sha256": pin}
-    if rec and pin and rec["sha256"] != pin["sha256"].lower():
-        raise ChecksumMismatch(f"{name}: {CHECKSUMS_FILE} records sha256 {rec['sha256']} but the pinned hash is "
-                               f"{pin['sha256']}; delete the folder and fetch it again")
-    return pin or rec
-
-
-def _fetch_one(url: str, dest: Path, record_path: Path, pinned: dict) -> None:
-    """Download ``url`` to ``dest`` unless it is there and verified; record its checksum."""
-    recorded = load_checksums(record_path)
-    expected = _expected(dest.name, recorded, pinned)
-    entry = file_checksum(dest) if dest.exists() else None
-    verified = entry is not None and expected is not None and entry["sha256"] == expected["sha256"].lower() \
-        and entry["size"] == expected.get("size", entry["size"])
-    if not verified:
-        if entry is not None and expected is not None:
-            log.warning("%s does not match its checksum; deleting it and fetching it again from %s", dest, url)
-            dest.unlink()  # never leave untrusted bytes where a loader would pick them up
-        elif entry is not None:
-            log.info("%s exists and has no recorded checksum; trusting it on first use", dest)
-        # download() keeps a verified dest, resumes a .part, and refuses bytes that miss `expected`
-        download(url, dest, sha256=expected["sha256"] if expected else None,
-                 size=expected.get("size") if expected else None, progress=True)
-        entry = file_checksum(dest)
-    if recorded.get(dest.name) != entry:
-        recorded[dest.name] = entry
-        save_checksums(record_path, recorded)
-
-
 def fetch_hf_folder(repo: str, revision: str, files: tuple[str, ...] | list[str], dest: str | os.PathLike,
                     endpoint: str = HF_ENDPOINT, checksums: dict | None = None) -> Path:
     """Fetch ``files`` of ``repo`` at ``revision`` into ``dest`` (a folder ``from_pretrained`` can load).
@@ -120,8 +85,8 @@ def fetch_hf_folder(repo: str, revision: str, files: tuple[str, ...] | list[str]
     dest.mkdir(parents=True, exist_ok=True)
     pinned = dict(checksums or {})
     for name in files:
-        url = f"{endpoint.rstrip('/')}/{repo}/resolve/{revision}/{name}"
-        _fetch_one(url, dest / name, dest / CHECKSUMS_FILE, pinned)
+        fetch_recorded(resolve_url(endpoint, repo, revision, name, repo_type="model"), dest / name,
+                       dest / CHECKSUMS_FILE, pinned=pinned.get(name), progress=True)
     write_json(dest / SOURCE_FILE, {"repo": repo, "revision": revision, "files": list(files),
                                     "endpoint": endpoint})
     return dest
@@ -131,7 +96,7 @@ def fetch_file(url: str, dest: str | os.PathLike, sha256: str | None = None) -> 
     """Fetch a single-file checkpoint (Zenodo, GitHub releases); checksums go to ``dest``'s folder."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _fetch_one(url, dest, dest.parent / CHECKSUMS_FILE, {dest.name: sha256} if sha256 else {})
+    fetch_recorded(url, dest, dest.parent / CHECKSUMS_FILE, pinned=sha256, progress=True)
     return dest
 
 

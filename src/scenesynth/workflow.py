@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from scenesynth.config import ConfigError, load_params
+from scenesynth.config import TRAIN_PROCESS_KEYS, ConfigError, load_params
 
 
 def overlay_from(config: dict, params_path: str | Path) -> str:
@@ -48,10 +48,6 @@ def pretrained_inputs(params: dict, stage: str) -> list[str]:
     from scenesynth.pretrained import needed_models
 
     return [f"{paths.PRETRAINED}/{name}/source.json" for name in needed_models(params)[stage]]
-
-
-#: How many processes train does not change what is learnt: not a rerun trigger.
-TRAIN_PROCESS_KEYS = ("processes_per_node", "nodes")
 
 
 def train_settings(params: dict) -> dict:

@@ -13,7 +13,7 @@ localrules:
 
 rule fetch_audiocaps_csv:
     output:
-        csv=expand(f"{P.AUDIOCAPS}/csv/{{split}}.csv", split=("train", "val", "test")),
+        csv=expand(f"{P.AUDIOCAPS}/csv/{{split}}.csv", split=AUDIOCAPS_SPLITS),
         checksums=f"{P.AUDIOCAPS}/csv/checksums.json",
     params:
         settings=section(PARAMS["data"]["audiocaps"], "csv_url"),

@@ -6,6 +6,8 @@ from snakemake.exceptions import WorkflowError
 
 from scenesynth import paths as P
 from scenesynth.config import ConfigError, source_fingerprint
+from scenesynth.data.sources import AUDIOCAPS_SPLITS
+from scenesynth.pretrained import PIPELINE_MODELS
 from scenesynth.workflow import (acquire_inputs, overlay_from, pretrained_inputs, resolve_params, section,
                                  train_settings, train_threads)
 

@@ -10,7 +10,7 @@ rule fetch_pretrained:
     output:
         source=f"{P.PRETRAINED}/{{name}}/source.json",
     wildcard_constraints:
-        name="clap_text|clap_rerank|hifigan_48k|panns",
+        name="|".join(PIPELINE_MODELS),
     params:
         settings=lambda wildcards: {"model": PARAMS["pretrained"][wildcards.name],
                                     "endpoints": section(PARAMS["pretrained"], "hf_endpoint", "zenodo_api")},

@@ -120,6 +120,11 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: How many processes train does not change what is learnt: neither a rerun trigger nor part of
+#: a checkpoint's fingerprint.
+TRAIN_PROCESS_KEYS = ("processes_per_node", "nodes")
+
+
 def source_fingerprint(*subpackages: str) -> str:
     """Hash of the package code a rule runs, so a code change reruns it (Snakemake's `code`
     trigger only sees the rule's own shell line)."""

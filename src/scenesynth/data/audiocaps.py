@@ -26,7 +26,6 @@ from scenesynth.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-CSV_URL = "https://raw.githubusercontent.com/cdjkim/audiocaps/master/dataset/{split}.csv"
 EXPECTED_ROWS = {"train": 49838, "val": 2475, "test": 4875}
 CSV_COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
 CLIP_SECONDS = 10.0

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 
-from scenesynth.data.archive import extract_flac_members
+from scenesynth.data.archive import extract_flac_members, iter_members, read_member
 from scenesynth.data.manifest import write_manifest, write_rejects
-from scenesynth.data.sources import AUDIO_SUFFIXES, probe_clips
+from scenesynth.data.sources import AUDIO_SUFFIXES, _download_options, probe_clips
 from scenesynth.data.zenodo import fetch_record
-from scenesynth.utils.atomic import write_json
+from scenesynth.utils.atomic import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
@@ -74,22 +75,22 @@ def read_dev_prompts(path: str | Path, caption_column: str | None = None, id_col
 def fetch_dcase_dev(params: dict, out_dir: str | Path) -> dict:
     """Download + extract the record, then write ``out_dir/manifest.parquet`` (split `dev`)."""
     cfg, out_dir = params["data"]["dcase_dev"], Path(out_dir)
-    dl = params["data"]["download"]
     files = fetch_record(cfg["api"], cfg["record"], out_dir / "download", keys=cfg["files"],
-                         timeout=dl["timeout"], retries=dl["retries"], backoff=dl["backoff"], progress=True)
+                         **_download_options(params))
     audio_dir = out_dir / "audio"
     rejects = []
     for path in files:
         if zipfile.is_zipfile(path):
             report = extract_flac_members(path, audio_dir, flatten=True, check_audio=True, suffixes=AUDIO_SUFFIXES)
             rejects += [{"key": Path(n).stem, "path": n, "stage": "extract", "reason": r} for n, r in report.rejected]
-            with zipfile.ZipFile(path) as archive:  # captions may sit inside the archive too
-                for name in archive.namelist():
-                    if Path(name).name == cfg["captions_file"]:
-                        (out_dir / "download" / cfg["captions_file"]).write_bytes(archive.read(name))
+            for member in iter_members(path):  # captions may sit inside the archive too
+                if Path(member.name).name == cfg["captions_file"]:
+                    with atomic_path(out_dir / "download" / cfg["captions_file"]) as tmp:
+                        tmp.write_bytes(read_member(path, member))
         elif path.suffix.lower() in AUDIO_SUFFIXES:
             audio_dir.mkdir(parents=True, exist_ok=True)
-            (audio_dir / path.name).write_bytes(path.read_bytes())
+            with atomic_path(audio_dir / path.name) as tmp:
+                shutil.copyfile(path, tmp)
     captions_path = out_dir / "download" / cfg["captions_file"]
     if not captions_path.is_file():
         raise DevSetError(f"Zenodo record {cfg['record']}: no {cfg['captions_file']} among {[p.name for p in files]} "
@@ -102,10 +103,9 @@ def fetch_dcase_dev(params: dict, out_dir: str | Path) -> dict:
                           f"(first: {missing[0]!r}) in {audio_dir}")
     table = prompts.assign(key=prompts["prompt_id"], path=[str(audio[i]) for i in prompts["prompt_id"]],
                            source="dcase2024_task7_dev", foreground=None)
-    manifest, unreadable = probe_clips(table)
+    manifest, unreadable = probe_clips(table, split="dev")
     if unreadable:
         raise DevSetError(f"unreadable reference audio: {unreadable[0]['path']}: {unreadable[0]['reason']}")
-    manifest["split"] = "dev"
     write_rejects(rejects, out_dir / "rejects.csv")
     write_manifest(manifest, out_dir / "manifest.parquet")
     report = {"record": cfg["record"], "prompts": len(manifest),

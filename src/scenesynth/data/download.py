@@ -35,17 +35,17 @@ class DownloadError(RuntimeError):
     """A download failed for good (after retries, on a client error, or on a checksum mismatch)."""
 
 
+class ChecksumMismatch(DownloadError):
+    """A file no longer matches the checksum recorded or pinned for it."""
+
+
 class _TransientError(Exception):
     """A failure worth retrying: the bytes received so far stay in the .part file."""
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks so multi-GB files need no memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return _digest(Path(path), "sha256", chunk_size)
 
 
 def file_checksum(path: str | os.PathLike) -> dict:
@@ -204,3 +204,61 @@ def _fetch_into_part(url: str, part: Path, *, size: int | None, timeout: float, 
     if expected is not None and received < expected:
         raise _TransientError(f"truncated body: got {received} of {expected} bytes (now {offset + received} "
                               f"in {part.name})")
+
+
+def fetch_recorded(url: str, dest: str | os.PathLike, record_path: str | os.PathLike, *,
+                   pinned: str | dict | None = None, **options) -> Path:
+    """Download ``url`` to ``dest`` once, record its sha256 + size in ``record_path``, verify it on every run.
+
+    ``pinned`` (a sha256, or ``{"sha256", "size"}``) is a hash the source publishes or we know;
+    without one the first download is trusted and recorded (trust on first use), and DVC or the
+    model folder versions the record. A present file that misses its checksum is deleted before it
+    is fetched again (untrusted bytes are never left for a loader); bytes that change upstream stop
+    the run and say how to accept them. ``options`` go to :func:`download`.
+    """
+    dest, record_path = Path(dest), Path(record_path)
+    recorded = load_checksums(record_path)
+    rec = recorded.get(dest.name)
+    pin = {"sha256": pinned} if isinstance(pinned, str) else pinned
+    if rec and pin and rec["sha256"] != pin["sha256"].lower():
+        raise ChecksumMismatch(f"{dest.name}: {record_path.name} records sha256 {rec['sha256']} but the pinned hash "
+                               f"is {pin['sha256']}; delete the folder and fetch it again")
+    expected = pin or rec or {}
+    sha256, size = expected.get("sha256"), expected.get("size")
+    if dest.exists():
+        if expected:
+            problem = _mismatch(dest, sha256, size)
+            if problem:
+                log.warning("%s does not match its checksum (%s); deleting it and fetching it again from %s",
+                            dest, problem, url)
+                dest.unlink()
+        else:
+            log.info("%s exists and has no recorded checksum; trusting it on first use", dest)
+    if not dest.exists():
+        try:
+            download(url, dest, sha256=sha256, size=size, **options)
+        except DownloadError as err:
+            if rec and not pin:
+                raise DownloadError(f"{err}. The file differs from the copy recorded in {record_path}: it changed "
+                                    f"upstream (or the transfer is corrupt). To accept the new version, remove its "
+                                    f"entry from {record_path.name} and rerun.") from err
+            raise
+    if rec is None:
+        recorded[dest.name] = ({"sha256": sha256.lower(), "size": dest.stat().st_size} if sha256
+                               else file_checksum(dest))  # a verified pin needs no second pass over the file
+        save_checksums(record_path, recorded)
+    return dest
+
+
+def listing_or_saved(fetch_listing, saved: str | os.PathLike, entry_type) -> list:
+    """A source's file listing (``fetch_listing()``), or, with the source unreachable, the listing an
+    earlier run saved at ``saved`` (entries rebuilt as ``entry_type(**entry)``), so a rerun offline
+    still verifies, and never re-fetches, what is there."""
+    saved = Path(saved)
+    try:
+        return fetch_listing()
+    except DownloadError:
+        if not saved.is_file():
+            raise
+        log.warning("source unreachable; using the file list saved by an earlier run (%s)", saved)
+        return [entry_type(**entry) for entry in json.loads(saved.read_text())]

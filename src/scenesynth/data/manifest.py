@@ -40,6 +40,15 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     return df
 
 
+def read_dev_prompts(path: str | Path) -> pd.DataFrame:
+    """The manifest's dev split (the evaluation prompts), sorted by key; an error if it has none."""
+    df = read_manifest(path)
+    dev = df[df["split"] == "dev"].sort_values("key").reset_index(drop=True)
+    if dev.empty:
+        raise ValueError(f"{path}: no dev prompts (split == 'dev')")
+    return dev
+
+
 def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
     """Write ``df`` atomically, storing paths relative to the manifest's folder."""
     path = Path(path)

@@ -27,7 +27,7 @@ import soundfile as sf
 from scenesynth.data import audiocaps as ac
 from scenesynth.data import wavcaps as wc
 from scenesynth.data.archive import extract_flac_members, split_parts
-from scenesynth.data.download import DownloadError, download, file_checksum, load_checksums, save_checksums
+from scenesynth.data.download import fetch_recorded, listing_or_saved
 from scenesynth.data.hf_hub import HubFile, list_folder, resolve_url
 from scenesynth.data.manifest import read_manifest, write_manifest, write_rejects
 from scenesynth.utils.atomic import write_json
@@ -44,29 +44,6 @@ def _download_options(params: dict) -> dict:
     return {"timeout": cfg["timeout"], "retries": cfg["retries"], "backoff": cfg["backoff"], "progress": True}
 
 
-def fetch_verified(url: str, dest: Path, checksums_path: Path, options: dict, *, sha256: str | None = None,
-                   size: int | None = None) -> Path:
-    """Download ``url`` once; record its sha256 + size; later runs verify the file against that record.
-
-    A hash published by the source (``sha256``) wins; otherwise the first download's hash is
-    recorded (trust on first use) and DVC versions the record with the data.
-    """
-    recorded = load_checksums(checksums_path)
-    known = recorded.get(dest.name, {})
-    try:
-        download(url, dest, sha256=sha256 or known.get("sha256"), size=size or known.get("size"), **options)
-    except DownloadError as err:
-        if known and not sha256:
-            raise DownloadError(f"{err}. The file differs from the copy recorded in {checksums_path}: it changed "
-                                f"upstream (or the transfer is corrupt). To accept the new version, remove its "
-                                f"entry from {checksums_path.name} and rerun.") from err
-        raise
-    if dest.name not in recorded:
-        recorded[dest.name] = {**file_checksum(dest), "url": url}
-        save_checksums(checksums_path, recorded)
-    return dest
-
-
 # ----------------------------------------------------------------------------- AudioCaps
 
 def fetch_audiocaps_csvs(params: dict, out_dir: str | Path) -> dict[str, Path]:
@@ -74,8 +51,8 @@ def fetch_audiocaps_csvs(params: dict, out_dir: str | Path) -> dict[str, Path]:
     cfg, out_dir = params["data"]["audiocaps"], Path(out_dir)
     paths = {}
     for split in AUDIOCAPS_SPLITS:
-        path = fetch_verified(cfg["csv_url"].format(split=split), out_dir / f"{split}.csv",
-                              out_dir / "checksums.json", _download_options(params))
+        path = fetch_recorded(cfg["csv_url"].format(split=split), out_dir / f"{split}.csv",
+                              out_dir / "checksums.json", **_download_options(params))
         rows = len(ac.read_audiocaps_csv(path))
         if rows != ac.EXPECTED_ROWS[split]:
             log.warning("%s: %d rows, the published %s split has %d", path, rows, split, ac.EXPECTED_ROWS[split])
@@ -139,29 +116,56 @@ def fetch_audiocaps_clips(params: dict, csv_dir: str | Path, out_dir: str | Path
 
 # ----------------------------------------------------------------------------- WavCaps
 
-def fetch_wavcaps_archive(params: dict, parts_dir: Path) -> list[Path]:
-    """Every part of the AudioSet_SL split zip, each checked against the Hub's size and sha256."""
+def wavcaps_part_listing(params: dict, parts_dir: Path) -> list[HubFile]:
+    """The parts of the AudioSet_SL split zip with the Hub's sizes and sha256 (saved for offline reruns)."""
     cfg = params["data"]["wavcaps"]
     saved = parts_dir / "listing.json"
-    try:
-        listing = list_folder(cfg["endpoint"], cfg["repo"], cfg["revision"], cfg["zip_folder"],
-                              timeout=params["data"]["download"]["timeout"])
-    except DownloadError:
-        if not saved.is_file():
-            raise
-        log.warning("cannot reach the Hub; using the part list saved by an earlier run (%s)", saved)
-        listing = [HubFile(**entry) for entry in json.loads(saved.read_text())]
+    listing = listing_or_saved(lambda: list_folder(cfg["endpoint"], cfg["repo"], cfg["revision"], cfg["zip_folder"],
+                                                   timeout=params["data"]["download"]["timeout"]), saved, HubFile)
     listing = [f for f in listing if re.search(r"\.(zip|z\d\d)$", f.path)]
     finals = [f for f in listing if f.path.endswith(".zip")]
     if len(finals) != 1:
         raise FileNotFoundError(f"{cfg['repo']}/{cfg['zip_folder']}: expected one .zip (+ .zNN parts), "
                                 f"found {[f.path for f in listing]}")
     write_json(saved, [vars(f) for f in listing])
+    return listing
+
+
+def fetch_wavcaps_archive(params: dict, parts_dir: Path, listing: list[HubFile]) -> list[Path]:
+    """Every part of the split zip, each checked against the Hub's size and sha256."""
+    cfg = params["data"]["wavcaps"]
     for part in listing:
-        fetch_verified(resolve_url(cfg["endpoint"], cfg["repo"], cfg["revision"], part.path),
-                       parts_dir / Path(part.path).name, parts_dir / "checksums.json", _download_options(params),
-                       sha256=part.sha256, size=part.size)
-    return split_parts(parts_dir / Path(finals[0].path).name)
+        fetch_recorded(resolve_url(cfg["endpoint"], cfg["repo"], cfg["revision"], part.path),
+                       parts_dir / Path(part.path).name, parts_dir / "checksums.json",
+                       pinned={"sha256": part.sha256, "size": part.size} if part.sha256 else None,
+                       **_download_options(params))
+    final = next(f for f in listing if f.path.endswith(".zip"))
+    return split_parts(parts_dir / Path(final.path).name)
+
+
+def extract_wavcaps_archive(params: dict, out_dir: Path, audio_dir: Path) -> tuple[int, list[tuple[str, str]]]:
+    """Fetch and extract the split zip unless ``audio_dir`` already holds this exact listing's members.
+
+    The marker written after a complete extraction saves a rerun (a code or setting change) from
+    hashing ~100 GB of parts again, or from downloading them again after ``delete_archive``.
+    Returns (members extracted, rejected (member, reason)).
+    """
+    listing = wavcaps_part_listing(params, out_dir / "archive")
+    marker = audio_dir / ".extracted_from.json"
+    parts_record = [vars(f) for f in listing]
+    if marker.is_file():
+        done = json.loads(marker.read_text())
+        if done["parts"] == parts_record:
+            return done["extracted"], [tuple(r) for r in done["rejected"]]
+    parts = fetch_wavcaps_archive(params, out_dir / "archive", listing)
+    extraction = extract_flac_members(parts, audio_dir, flatten=True, check_audio=True)
+    extracted = len(extraction.extracted) + len(extraction.skipped_existing)
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    write_json(marker, {"parts": parts_record, "extracted": extracted, "rejected": extraction.rejected})
+    if params["data"]["wavcaps"]["delete_archive"]:
+        for part in parts:
+            part.unlink()
+    return extracted, extraction.rejected
 
 
 def fetch_wavcaps(params: dict, audiocaps_csv_dir: str | Path, out_dir: str | Path) -> dict:
@@ -172,7 +176,7 @@ def fetch_wavcaps(params: dict, audiocaps_csv_dir: str | Path, out_dir: str | Pa
 
     def meta_file(path: str) -> Path:
         url = resolve_url(cfg["endpoint"], cfg["repo"], cfg["revision"], path)
-        return fetch_verified(url, meta / Path(path).name, meta / "checksums.json", options)
+        return fetch_recorded(url, meta / Path(path).name, meta / "checksums.json", **options)
 
     captions = wc.read_wavcaps_captions(meta_file(cfg["captions"]))
     blocked = wc.read_blacklist([meta_file(p) for p in cfg["blacklists"]])
@@ -187,32 +191,27 @@ def fetch_wavcaps(params: dict, audiocaps_csv_dir: str | Path, out_dir: str | Pa
         archive_rejects: list[dict] = []
     else:
         audio_dir = out_dir / "audio"
-        parts = fetch_wavcaps_archive(params, out_dir / "archive")
-        extraction = extract_flac_members(parts, audio_dir, flatten=True, check_audio=True)
+        report["extracted"], rejected = extract_wavcaps_archive(params, out_dir, audio_dir)
         archive_rejects = [{"key": Path(name).stem, "path": name, "stage": "extract", "reason": reason}
-                           for name, reason in extraction.rejected]
-        report["extracted"] = len(extraction.extracted) + len(extraction.skipped_existing)
-        if cfg["delete_archive"]:
-            for part in parts:
-                part.unlink()
+                           for name, reason in rejected]
     kept, report["blacklisted"] = wc.apply_blacklist(captions, blocked)
     paths = [audio_dir / f"Y{yid}.flac" for yid in kept["youtube_id"]]
-    missing = [p for p in paths if not p.is_file()]
-    report["missing_audio"] = len(missing)
-    kept = kept.assign(path=[str(p) for p in paths])[[p.is_file() for p in paths]]
+    present = [p.is_file() for p in paths]
+    report["missing_audio"] = present.count(False)
+    kept = kept.assign(path=[str(p) for p in paths])[present]
     manifest, unreadable = probe_clips(kept.assign(key="wc_" + kept["youtube_id"], source="wavcaps"))
     report.update(unreadable=len(unreadable), archive_rejected=len(archive_rejects), clips=len(manifest))
     write_rejects(archive_rejects + unreadable, out_dir / "rejects.csv")
     write_manifest(manifest, out_dir / "manifest.parquet")
     write_json(out_dir / "report.json", report)
     log.info("WavCaps AudioSet_SL: %d clips (%d blacklisted, %d missing, %d unreadable)", len(manifest),
-             report["blacklisted"], len(missing), len(unreadable))
+             report["blacklisted"], report["missing_audio"], len(unreadable))
     return report
 
 
 # ----------------------------------------------------------------------------- both
 
-def probe_clips(table: pd.DataFrame, workers: int = 16) -> tuple[pd.DataFrame, list[dict]]:
+def probe_clips(table: pd.DataFrame, workers: int = 16, split: str = "train") -> tuple[pd.DataFrame, list[dict]]:
     """Add duration and sample_rate from each file's header; unreadable files become rejects."""
     def probe(path: str):
         try:
@@ -231,7 +230,7 @@ def probe_clips(table: pd.DataFrame, workers: int = 16) -> tuple[pd.DataFrame, l
     good = table[ok].copy()
     good["duration"] = [r[0] for r, _ in results if r is not None]
     good["sample_rate"] = [r[1] for r, _ in results if r is not None]
-    good["split"] = "train"
+    good["split"] = split
     return good.reset_index(drop=True), rejects
 
 

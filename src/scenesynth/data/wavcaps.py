@@ -14,10 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 
-HF_BASE = "https://huggingface.co/datasets/cvssp/WavCaps/resolve/main"
-CAPTIONS_FILE = "json_files/AudioSet_SL/as_final.json"
-BLACKLIST_FILES = ("json_files/blacklist/blacklist_exclude_test_ac.json",)
-ZIP_FOLDER = "Zip_files/AudioSet_SL"
 _WAVCAPS_ID = re.compile(r"^Y([A-Za-z0-9_-]{11})\.(wav|flac)$")
 
 

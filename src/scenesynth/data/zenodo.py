@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from scenesynth.data.download import USER_AGENT, DownloadError, download
+from scenesynth.data.download import USER_AGENT, DownloadError, download, listing_or_saved
 from scenesynth.utils.atomic import write_json
 
 ZENODO_API = "https://zenodo.org/api"
@@ -67,12 +67,8 @@ def fetch_record(api: str, record: str | int, dest: str | Path, *, keys: list[st
     """
     dest = Path(dest)
     saved = dest / "zenodo_record.json"
-    try:
-        files = list_record(api, record, timeout=download_options.get("timeout", 60))
-    except DownloadError:
-        if not saved.is_file():
-            raise
-        files = [ZenodoFile(**entry) for entry in json.loads(saved.read_text())]
+    files = listing_or_saved(lambda: list_record(api, record, timeout=download_options.get("timeout", 60)), saved,
+                             ZenodoFile)
     if keys is not None:
         missing = sorted(set(keys) - {f.key for f in files})
         if missing:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+from scenesynth import paths
 from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest
 from scenesynth.data.resample import AudioReadError, load_mono
 from scenesynth.evaluation.conditioning import conditioning_features, score_features
@@ -23,6 +23,7 @@ from scenesynth.evaluation.embeddings import embed_clips, get_embedding
 from scenesynth.evaluation.frechet import frechet_distance, gaussian_stats
 from scenesynth.training.tracking import log_to_run, stand_ins
 from scenesynth.utils.atomic import write_json
+from scenesynth.utils.device import inference_device
 
 log = logging.getLogger(__name__)
 PAPER_EMBEDDING = "panns_wavegram_logmel"
@@ -62,12 +63,11 @@ def generated_paths(folder: Path, keys: list[str]) -> list[str]:
 
 
 def fad_metrics(params: dict, dev: pd.DataFrame, references: list[np.ndarray], generated_dir: Path,
-                rate: int, pretrained: str | Path = "data/pretrained") -> tuple[dict, dict]:
+                rate: int, pretrained: str | Path = paths.PRETRAINED) -> tuple[dict, dict]:
     """FAD for every seed (mean, std) and per background category; returns (metrics, generated waves)."""
     name = params["evaluate"]["fad_embedding"]
     checkpoint = Path(pretrained) / "panns" / params["pretrained"]["panns"]["file"] if name == PAPER_EMBEDDING else None
-    device = "cuda" if torch.cuda.is_available() and params["train"]["device"] != "cpu" else "cpu"
-    embedding = get_embedding(name, checkpoint=checkpoint, device=device)
+    embedding = get_embedding(name, checkpoint=checkpoint, device=inference_device(params))
     keys = list(dev["key"])
     ref_emb = embed_clips(embedding, references, rate)
     ref_stats = gaussian_stats(ref_emb)
@@ -126,7 +126,7 @@ def conditioning_metrics(params: dict, manifest: pd.DataFrame, dev: pd.DataFrame
 
 
 def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
-             run_dir: str | Path, pretrained: str | Path = "data/pretrained") -> dict:
+             run_dir: str | Path, pretrained: str | Path = paths.PRETRAINED) -> dict:
     generated, metrics_dir = Path(generated), Path(metrics_dir)
     table = read_manifest(manifest)
     rate = params["generate"]["sample_rate"]

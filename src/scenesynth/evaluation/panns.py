@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scenesynth import paths, pretrained
 from scenesynth.evaluation.embeddings import (
     PANNS_CHECKPOINT,
     PANNS_NAME,
@@ -54,9 +55,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PANNS_CHECKPOINT = Path("data/pretrained/panns") / PANNS_CHECKPOINT
+DEFAULT_PANNS_CHECKPOINT = Path(paths.PRETRAINED) / "panns" / PANNS_CHECKPOINT
 PANNS_URL = f"https://zenodo.org/records/{PANNS_ZENODO_RECORD}/files/Wavegram_Logmel_Cnn14_mAP%3D0.439.pth"
-FETCH_HINT = "fetch it with `scenesynth fetch-pretrained panns` (Snakemake rule `fetch_pretrained`)"
+FETCH_HINT = pretrained.FETCH_HINT.format(name="panns")
 
 SAMPLE_RATE = 32_000
 N_FFT = 1024

@@ -211,16 +211,6 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- the stage
-def _dev_prompts(manifest: Path):
-    from scenesynth.data.manifest import read_manifest
-
-    dev = read_manifest(manifest)
-    dev = dev[dev["split"] == "dev"].sort_values("key").reset_index(drop=True)
-    if dev.empty:
-        raise ValueError(f"{manifest}: no dev prompts (split == 'dev')")
-    return dev
-
-
 def build_report_assets(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
                         out_dir: str | Path) -> dict[str, str]:
     """Write <out>/prompts/<key>.html per dev prompt, <out>/metrics.html and <out>/prompts.json."""
@@ -230,7 +220,9 @@ def build_report_assets(params: dict, generated: str | Path, manifest: str | Pat
     fad = _read_json(metrics_dir / "fad.json")
     conditioning = _read_json(metrics_dir / "conditioning.json")
     generation = _read_json(generated / "generation.json")
-    dev = _dev_prompts(manifest)
+    from scenesynth.data.manifest import read_dev_prompts
+
+    dev = read_dev_prompts(manifest)
     seed = params["generate"]["seeds"][0]
     skipped = {s["key"]: s["reason"] for s in fad.get("skipped_references") or []}
     front_end = MelFrontEnd.from_config(params["audio"], strict=False)

@@ -24,13 +24,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from scenesynth.data.manifest import read_manifest
+from scenesynth import paths
+from scenesynth.data.manifest import read_dev_prompts
 from scenesynth.features.mel import MelFrontEnd
 from scenesynth.models import build_models
 from scenesynth.pretrained import checkpoint_record, needed_models
 from scenesynth.text.cache import TextCache
 from scenesynth.config import fingerprint
 from scenesynth.utils.atomic import atomic_path, write_json, write_text
+from scenesynth.utils.device import inference_device
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ def load_model(model_path: str | Path, device: torch.device):
     return generator.to(device).eval(), discriminator.to(device).eval(), saved
 
 
-def make_vocoder(gen_cfg: dict, front_end: MelFrontEnd, pretrained: str | Path = "data/pretrained",
+def make_vocoder(gen_cfg: dict, front_end: MelFrontEnd, pretrained: str | Path = paths.PRETRAINED,
                  device: torch.device | str = "cpu"):
     """``vocoder(mels [B, n_mels, T], seed) -> waves [B, samples]`` at the front end's rate."""
     if gen_cfg["vocoder"] == "griffin_lim":
@@ -68,7 +70,7 @@ def make_vocoder(gen_cfg: dict, front_end: MelFrontEnd, pretrained: str | Path =
     return lambda mels, seed: np.asarray(vocoder(mels)).reshape(len(mels), -1)
 
 
-def make_reranker(gen_cfg: dict, pretrained: str | Path = "data/pretrained", device: torch.device | str = "cpu"):
+def make_reranker(gen_cfg: dict, pretrained: str | Path = paths.PRETRAINED, device: torch.device | str = "cpu"):
     """The CLAP audio-text re-ranker, or None when params choose the discriminator's G2S score."""
     if gen_cfg["rerank"] != "clap":
         return None
@@ -139,9 +141,9 @@ def _discard_stale_outputs(out_dir: Path, inputs: list[Path], gen_cfg: dict) -> 
 
 @torch.no_grad()
 def generate_dev_set(params: dict, model_path: str | Path, text: str | Path, manifest: str | Path,
-                     out_dir: str | Path, pretrained: str | Path = "data/pretrained") -> dict:
+                     out_dir: str | Path, pretrained: str | Path = paths.PRETRAINED) -> dict:
     gen_cfg = params["generate"]
-    device = torch.device("cuda" if torch.cuda.is_available() and params["train"]["device"] != "cpu" else "cpu")
+    device = inference_device(params)
     reranker = make_reranker(gen_cfg, pretrained, device)
     generator, discriminator, saved = load_model(model_path, device)
     cache = TextCache(text)
@@ -150,10 +152,7 @@ def generate_dev_set(params: dict, model_path: str | Path, text: str | Path, man
                          f"with ({saved['text']['encoder']!r})")
     front_end = MelFrontEnd.from_config(saved["audio"])
     vocoder = make_vocoder(gen_cfg, front_end, pretrained, device)
-    dev = read_manifest(manifest)
-    dev = dev[dev["split"] == "dev"].sort_values("key").reset_index(drop=True)
-    if dev.empty:
-        raise ValueError(f"{manifest}: no dev prompts (split == 'dev')")
+    dev = read_dev_prompts(manifest)
     out_dir = Path(out_dir)
     _discard_stale_outputs(out_dir, [Path(model_path), Path(text) / "captions.parquet", Path(manifest)],
                            {**gen_cfg, "pretrained": params["pretrained"]})

@@ -38,9 +38,11 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from scenesynth import paths
+
 log = logging.getLogger(__name__)
 
-DEFAULT_DIR = Path("data/pretrained/hifigan_48k")
+DEFAULT_DIR = Path(paths.PRETRAINED) / "hifigan_48k"
 CONFIG_FILE = "config.json"
 GENERATOR_FILE = "generator.pt"  # format (a), beside config.json
 AUDIOLDM_48K_FILE = "audioldm_48k.pth"  # format (b): huggingface.co/haoheliu/audioldm_48k

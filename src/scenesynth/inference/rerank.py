@@ -75,6 +75,7 @@ class ClapReranker:
         self.batch_size = batch_size
         self.max_samples = int(self.extractor.nb_max_samples)
         self.checkpoint = {k: v for k, v in checkpoint_record(folder).items() if k != "folder"}
+        self._text: dict[str, torch.Tensor] = {}  # a prompt scores its candidates, then its crops
 
     @torch.inference_mode()
     def audio_embeddings(self, waves: np.ndarray) -> torch.Tensor:
@@ -99,4 +100,6 @@ class ClapReranker:
 
     def scores(self, waves: np.ndarray, prompt: str) -> np.ndarray:
         """[N, samples] at 48 kHz and a prompt -> [N] cosine similarities (higher = better match)."""
-        return (self.audio_embeddings(waves) @ self.text_embedding(prompt)).numpy()
+        if prompt not in self._text:
+            self._text[prompt] = self.text_embedding(prompt)
+        return (self.audio_embeddings(waves) @ self._text[prompt]).numpy()

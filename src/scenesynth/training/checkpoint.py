@@ -18,17 +18,17 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from scenesynth.config import fingerprint, source_fingerprint
+from scenesynth.config import TRAIN_PROCESS_KEYS, fingerprint, source_fingerprint
 from scenesynth.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
 # train.* keys that do not change what is learnt (a resumed run may change them).
-_VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "device",
-                        "processes_per_node", "nodes")
+_VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "device", *TRAIN_PROCESS_KEYS)
 
 
-def _several_ranks() -> bool:
+def several_ranks() -> bool:
+    """True inside a process group of more than one rank (torchrun)."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -37,13 +37,13 @@ def _cuda_rng_states() -> list:
     others would open a CUDA context on every GPU from every rank)."""
     if not torch.cuda.is_available():
         return []
-    return [torch.cuda.get_rng_state()] if _several_ranks() else torch.cuda.get_rng_state_all()
+    return [torch.cuda.get_rng_state()] if several_ranks() else torch.cuda.get_rng_state_all()
 
 
 def _restore_cuda_rng(states: list) -> None:
     if not states or not torch.cuda.is_available():
         return
-    if _several_ranks():
+    if several_ranks():
         torch.cuda.set_rng_state(states[0])  # the first GPU's stream, on this rank's GPU
     else:
         torch.cuda.set_rng_state_all(states)

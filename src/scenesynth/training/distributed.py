@@ -25,6 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from scenesynth.training.checkpoint import several_ranks
+
 log = logging.getLogger(__name__)
 
 
@@ -167,7 +169,7 @@ class CrossRankBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (self.training and several_ranks()):
             return super().forward(x)
         xf = x.float()
         count = x.numel() // x.shape[1] * dist.get_world_size()

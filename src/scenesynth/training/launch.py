@@ -39,9 +39,9 @@ def torchrun_command(train_cfg: dict, cli_args: list[str], env: dict | None = No
     """
     env = os.environ if env is None else env
     nproc, nodes = int(train_cfg.get("processes_per_node", 1)), int(train_cfg.get("nodes", 1))
-    if nproc * nodes == 1 or inside_torchrun(env):
+    if configured_world_size(train_cfg) == 1 or inside_torchrun(env):
         return None
-    local_batch_size(train_cfg["batch_size"], nproc * nodes)
+    local_batch_size(train_cfg["batch_size"], configured_world_size(train_cfg))
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--nnodes", str(nodes)]
     if nodes == 1:
         command.append("--standalone")
@@ -62,7 +62,7 @@ def run_under_torchrun(train_cfg: dict, cli_args: list[str]) -> bool:
     command = torchrun_command(train_cfg, cli_args)
     if command is None:
         return False
-    log.info("launching %d training processes per node: %s", train_cfg["processes_per_node"], " ".join(command))
+    log.info("launching %d training processes per node: %s", train_cfg.get("processes_per_node", 1), " ".join(command))
     done = subprocess.run(command, check=False)
     if done.returncode:
         raise RuntimeError(f"torchrun exited with status {done.returncode}: a training process failed "
