@@ -1,4 +1,4 @@
-"""Peak memory and time of one forward + backward of each attention implementation (SPEC.md section 3).
+"""Peak memory and time of one forward + backward of each attention implementation (docs/paper.md section 3).
 
 The paper's claim (section 2.3, eq. 8) is about the attention matrices: full self-attention (FT)^2,
 separate time/frequency attention F^2 + T^2, TF-SCA 2FT; cross-attention F*T*L against (F+T)*L.
@@ -61,7 +61,7 @@ def paper_channels(n_freq: int) -> int:
 
 
 def attention_matrix_elements(impl: str, kind: str, n_freq: int, n_time: int, n_tokens: int) -> int:
-    """Per sample and head: the sizes of SPEC.md section 3's attention-matrix table."""
+    """Per sample and head: the sizes of docs/paper.md section 3's attention-matrix table."""
     if kind == "self":
         return {"full": (n_freq * n_time) ** 2, "axial": n_freq**2 + n_time**2, "tfsca": 2 * n_freq * n_time}[impl]
     return n_freq * n_time * n_tokens if impl == "full" else (n_freq + n_time) * n_tokens

@@ -51,7 +51,8 @@ import soxr  # noqa: E402
 import torch  # noqa: E402
 
 from scenesynth.config import load_params  # noqa: E402
-from scenesynth.data.resample import flac16_bytes, load_mono, resample_clip  # noqa: E402
+from scenesynth.audio_io import flac16_bytes, load_mono  # noqa
+from scenesynth.data.resample import resample_clip  # noqa: E402
 from scenesynth.features.mel import MelFrontEnd  # noqa: E402
 from scenesynth.features.shards import write_shards  # noqa: E402
 from scenesynth.training.data import batch_stream  # noqa: E402
@@ -233,7 +234,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)
     params = load_params(REPO / "params.yaml", args.overlay)
-    fe = MelFrontEnd.from_config(params["audio"])
+    fe = MelFrontEnd.from_params(params["audio"])
     rate = fe.settings.sample_rate
     qualities = args.qualities.split(",")
     audio_format = params["resample"]["format"]  # the headline is the pipeline as params configure it

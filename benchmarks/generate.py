@@ -1,4 +1,4 @@
-"""Generation speed per prompt (SPEC.md section 5), with random weights at paper size.
+"""Generation speed per prompt (docs/paper.md section 5), with random weights at paper size.
 
 Per prompt the generate stage makes n candidates of 256 x 1024 log-mels, vocodes all of them with the
 48 kHz HiFi-GAN, keeps the one CLAP (HTSAT-tiny) scores best against the prompt, scores n_crops random
@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from dataclasses import asdict
@@ -43,10 +44,12 @@ from scenesynth.inference.generate import (discriminator_scores, make_reranker, 
                                            random_crops, to_output_rate)
 from scenesynth.inference.hifigan import HIFIGAN_48K, HifiGanConfig, HifiGanGenerator
 from scenesynth.models import build_models
-from scenesynth.pretrained import offline_transformers, write_tiny_clap_folder
+from scenesynth.pretrained.clap import offline_transformers
 from scenesynth.text.batch import TextBatch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the tiny CLAP folder of the tests gives the real tokenizer files
+from tiny_clap import write_tiny_clap_folder  # noqa: E402
 CAPTION = "a dog barks with traffic in the background"
 # laion/clap-htsat-unfused (630k-audioset-best.pt): HTSAT-tiny audio tower, RoBERTa-base text tower.
 HTSAT_TINY = dict(patch_embeds_hidden_size=96, depths=[2, 2, 6, 2], num_attention_heads=[4, 8, 16, 32],
@@ -250,7 +253,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
 
 def print_table(out: dict) -> None:
     s = out["settings"]
-    print(f"Generation per prompt (SPEC.md section 5), random weights at {'TINY' if s['tiny'] else 'paper'} size; "
+    print(f"Generation per prompt (docs/paper.md section 5), random weights at {'TINY' if s['tiny'] else 'paper'} size; "
           f"device {s['device']}, torch {out['torch_version']}, {out['torch_threads']} torch threads, "
           f"best of {s['repeats']} timed run(s) after a warm-up.")
     load = out["load_average_1min"]

@@ -43,11 +43,10 @@ def tiny_data(tmp_path_factory, tiny_params) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny")
     p = tiny_params
     raw = acquire(p, root / "raw")
-    resample_manifest(raw, root / "audio48k", p["audio"]["sample_rate"], p["resample"]["quality"], workers=1)
-    build_mel_shards(root / "audio48k" / "manifest.parquet", root / "mels", p["audio"], p["mel"]["shard_size"],
-                     p["seed"], workers=1)
+    resample_manifest(p, raw, root / "audio48k", workers=1)
+    build_mel_shards(p, root / "audio48k" / "manifest.parquet", root / "mels", workers=1)
     captions = list(read_manifest(root / "audio48k" / "manifest.parquet")["caption"])
-    build_text_cache(captions, p["text"], p["seed"], root / "text")
+    build_text_cache(p, captions, root / "text")
     return {"root": root, "raw": raw, "audio48k": root / "audio48k" / "manifest.parquet",
             "mels": root / "mels", "text": root / "text"}
 

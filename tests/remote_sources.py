@@ -82,7 +82,7 @@ def write_csv(path: Path, rows: list[tuple]) -> None:
 
 def split_zip(members: dict[str, bytes], folder: Path, name: str, part_size: int) -> list[Path]:
     """A split archive the way Info-ZIP's ``zip -s`` writes it (reuses the archive tests' converter)."""
-    sys.path.insert(0, str(Path(__file__).parent / "data"))
+    sys.path.insert(0, str(Path(__file__).parent / "fetch"))
     from test_archive import make_split_zip
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,11 @@ import logging
 
 import pytest
 
-from scenesynth.data.download import DownloadError, sha256_file
-from scenesynth.pretrained import (CHECKPOINTS, CLAP_FILES, ChecksumMismatch, checkpoint_record, fetch_file,
-                                   fetch_hf_folder, fetch_pretrained, missing_model_files, verify_folder)
+from scenesynth.fetch.download import DownloadError, sha256_file
+from scenesynth.fetch.download import ChecksumMismatch
+from scenesynth.pretrained.fetch import fetch_file, fetch_hf_folder, fetch_pretrained
+from scenesynth.pretrained.folder import checkpoint_record, missing_model_files, verify_folder
+from scenesynth.pretrained.models import CHECKPOINTS, CLAP_FILES
 
 REPO, REVISION = "someone/model", "0123456789abcdef0123456789abcdef01234567"
 FILES = {"config.json": b'{"a": 1}', "pytorch_model.bin": bytes(range(256)) * 40, "vocab.json": b"{}"}

@@ -11,9 +11,11 @@ import pytest
 from conftest import REPO, with_overrides
 from scenesynth.cli import main
 from scenesynth.config import load_params
-from scenesynth.data.download import DownloadError
-from scenesynth.pretrained import CHECKPOINTS, fetch_for_pipeline, needed_models, write_tiny_clap_folder
-from scenesynth.workflow import pretrained_inputs
+from scenesynth.fetch.download import DownloadError
+from scenesynth.pretrained.fetch import fetch_for_pipeline
+from scenesynth.pretrained.models import CHECKPOINTS, needed_models
+from tiny_clap import write_tiny_clap_folder
+from scenesynth.workflow.rules import pretrained_inputs
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def hosts(tmp_path, static_server):
 def test_each_model_is_fetched_with_its_source_and_checksums(tmp_path, hosts):
     out = tmp_path / "pretrained"
     for name in ("clap_rerank", "hifigan_48k", "panns"):
-        folder = fetch_for_pipeline(name, hosts["params"], out)
+        folder = fetch_for_pipeline(hosts["params"], name, out)
         assert (folder / "source.json").is_file(), name
     assert json.loads((out / "clap_rerank/source.json").read_text())["repo"] == "laion/clap-htsat-unfused"
     assert set(json.loads((out / "clap_rerank/checksums.json").read_text())) >= {"config.json", "pytorch_model.bin"}
@@ -59,19 +61,19 @@ def test_a_zenodo_file_that_misses_its_md5_is_refused(tmp_path, hosts):
     served = hosts["root"] / "files/Wavegram_Logmel_Cnn14_mAP=0.439.pth"
     served.write_bytes(served.read_bytes()[::-1])  # same size, other bytes
     with pytest.raises(DownloadError, match="md5"):
-        fetch_for_pipeline("panns", hosts["params"], tmp_path / "pretrained")
+        fetch_for_pipeline(hosts["params"], "panns", tmp_path / "pretrained")
     assert not (tmp_path / "pretrained/panns" / served.name).exists()
 
 
 def test_a_new_vocoder_source_replaces_the_old_files(tmp_path, hosts):
     out = tmp_path / "pretrained"
-    fetch_for_pipeline("hifigan_48k", hosts["params"], out)
+    fetch_for_pipeline(hosts["params"], "hifigan_48k", out)
     other = hosts["root"] / "someone/vocoder48k/resolve/v2/g_02500000"
     other.parent.mkdir(parents=True)
     other.write_bytes(b"another checkpoint")
     params = with_overrides(hosts["params"], pretrained={"hifigan_48k": {"repo": "someone/vocoder48k", "revision": "v2",
                                                                        "file": "g_02500000"}})
-    fetch_for_pipeline("hifigan_48k", params, out)
+    fetch_for_pipeline(params, "hifigan_48k", out)
     assert sorted(p.name for p in (out / "hifigan_48k").iterdir()) == ["checksums.json", "g_02500000", "source.json"]
 
 

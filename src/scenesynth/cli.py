@@ -13,7 +13,7 @@ from pathlib import Path
 
 from scenesynth import paths
 from scenesynth.config import ConfigError, load_params
-from scenesynth.pretrained import PIPELINE_MODELS
+from scenesynth.pretrained.models import PIPELINE_MODELS
 
 log = logging.getLogger("scenesynth")
 
@@ -36,23 +36,23 @@ def cmd_acquire(args: argparse.Namespace) -> None:
 
 
 def cmd_fetch_audiocaps_csv(args: argparse.Namespace) -> None:
-    from scenesynth.data.sources import fetch_audiocaps_csvs
+    from scenesynth.data.audiocaps import fetch_audiocaps_csvs
 
     for split, path in fetch_audiocaps_csvs(_params(args), args.out).items():
         log.info("AudioCaps %s CSV: %s", split, path)
 
 
 def cmd_fetch_audiocaps_audio(args: argparse.Namespace) -> None:
-    from scenesynth.data.sources import fetch_audiocaps_clips
+    from scenesynth.data.audiocaps import fetch_audiocaps_clips
 
     report = fetch_audiocaps_clips(_params(args), args.csv, args.out)
     log.info("AudioCaps: %d clips in the manifest (%d unreadable)", report["clips"], report["unreadable"])
 
 
 def cmd_fetch_pretrained(args: argparse.Namespace) -> None:
-    from scenesynth.pretrained import fetch_for_pipeline
+    from scenesynth.pretrained.fetch import fetch_for_pipeline
 
-    log.info("%s ready in %s", args.name, fetch_for_pipeline(args.name, _params(args), args.out))
+    log.info("%s ready in %s", args.name, fetch_for_pipeline(_params(args), args.name, args.out))
 
 
 def cmd_fetch_dcase_dev(args: argparse.Namespace) -> None:
@@ -62,7 +62,7 @@ def cmd_fetch_dcase_dev(args: argparse.Namespace) -> None:
 
 
 def cmd_fetch_wavcaps(args: argparse.Namespace) -> None:
-    from scenesynth.data.sources import fetch_wavcaps
+    from scenesynth.data.wavcaps import fetch_wavcaps
 
     report = fetch_wavcaps(_params(args), args.audiocaps_csv, args.out)
     log.info("WavCaps: %s", report)
@@ -71,31 +71,21 @@ def cmd_fetch_wavcaps(args: argparse.Namespace) -> None:
 def cmd_resample(args: argparse.Namespace) -> None:
     from scenesynth.data.resample import resample_manifest
 
-    params = _params(args)
-    workers = args.workers if args.workers is not None else params["resample"]["workers"]
-    out, rejects = resample_manifest(args.manifest, args.out, params["audio"]["sample_rate"],
-                                     params["resample"]["quality"], workers, params["resample"]["format"])
+    out, rejects = resample_manifest(_params(args), args.manifest, args.out, args.workers)
     log.info("resampled %d clips, rejected %d (see %s)", len(out), len(rejects), Path(args.out) / "rejects.csv")
 
 
 def cmd_mel(args: argparse.Namespace) -> None:
     from scenesynth.features.mel_shards import build_mel_shards
 
-    params = _params(args)
-    workers = args.workers if args.workers is not None else params["mel"]["workers"]
-    index = build_mel_shards(args.manifest, args.out, params["audio"], params["mel"]["shard_size"],
-                             params["seed"], workers)
+    index = build_mel_shards(_params(args), args.manifest, args.out, args.workers)
     log.info("wrote %d samples in %d shards to %s", index["n_samples"], len(index["shards"]), args.out)
 
 
 def cmd_text(args: argparse.Namespace) -> None:
-    from scenesynth.data.manifest import read_manifest
-    from scenesynth.text.cache import build_text_cache
+    from scenesynth.text.cache import build_manifest_text_cache
 
-    params = _params(args)
-    captions = list(read_manifest(args.manifest)["caption"])
-    info = build_text_cache(captions, params["text"], params["seed"], args.out,
-                            pretrained_dir=Path(args.pretrained) / "clap_text")
+    info = build_manifest_text_cache(_params(args), args.manifest, args.out, Path(args.pretrained) / "clap_text")
     log.info("text cache (%s encoder): %d captions, %d tokens", info["encoder"], info["n_captions"], info["n_vocab"])
 
 
@@ -125,14 +115,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_report_assets(args: argparse.Namespace) -> None:
-    from scenesynth.evaluation.report import build_report_assets
+    from scenesynth.report.pages import build_report_assets
 
     build_report_assets(_params(args), generated=args.generated, manifest=args.manifest, metrics_dir=args.metrics,
                         out_dir=args.out)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    from scenesynth.evaluation.summary import print_summary
+    from scenesynth.report.summary import print_summary
 
     print_summary(_params(args))
 

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from scenesynth.config import ConfigError, deep_merge, load_params, source_fingerprint
-from scenesynth.workflow import overlay_from
+from scenesynth.workflow.rules import overlay_from
 
 REPO = Path(__file__).resolve().parents[2]
 

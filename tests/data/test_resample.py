@@ -5,7 +5,13 @@ import soundfile as sf
 import soxr
 
 from scenesynth.data.manifest import ManifestError, read_manifest, write_manifest
-from scenesynth.data.resample import AudioReadError, flac16_bytes, load_mono, resample_clip, resample_manifest
+from scenesynth.audio_io import AudioReadError, flac16_bytes, load_mono
+from scenesynth.data.resample import resample_clip, resample_manifest
+
+
+def settings(rate: int, quality: str, audio_format: str = "flac") -> dict:
+    """The params sections the resample stage reads."""
+    return {"audio": {"sample_rate": rate}, "resample": {"quality": quality, "format": audio_format, "workers": 1}}
 
 
 def make_source(tmp_path, n=3, rate=32000, seconds=0.5):
@@ -39,7 +45,7 @@ def test_read_manifest_errors(tmp_path):
 
 def test_resample_to_48k_flac(tmp_path):
     manifest = make_source(tmp_path)
-    out, rejects = resample_manifest(manifest, tmp_path / "out", 48000, "VHQ", workers=1)
+    out, rejects = resample_manifest(settings(48000, "VHQ"), manifest, tmp_path / "out", workers=1)
     assert rejects == [] and len(out) == 3
     info = sf.info(out["path"].iloc[1])
     assert (info.samplerate, info.channels, info.format, info.frames) == (48000, 1, "FLAC", 24000)
@@ -54,7 +60,7 @@ def test_corrupt_and_empty_clips_are_skipped_and_recorded(tmp_path):
     (tmp_path / "src" / "clip1.wav").write_bytes(b"RIFF....not really a wave file")
     (tmp_path / "src" / "clip2.wav").write_bytes(b"")
     (tmp_path / "src" / "clip3.wav").unlink()
-    out, rejects = resample_manifest(manifest, tmp_path / "out", 48000, "HQ", workers=2)
+    out, rejects = resample_manifest(settings(48000, "HQ"), manifest, tmp_path / "out", workers=2)
     assert out["key"].tolist() == ["clip0"]
     table = pd.read_csv(tmp_path / "out" / "rejects.csv")
     reasons = dict(zip(table["key"], table["reason"]))
@@ -67,10 +73,10 @@ def test_corrupt_and_empty_clips_are_skipped_and_recorded(tmp_path):
 
 def test_existing_outputs_are_kept_on_rerun(tmp_path):
     manifest = make_source(tmp_path)
-    out, _ = resample_manifest(manifest, tmp_path / "out", 48000, "HQ", workers=1)
+    out, _ = resample_manifest(settings(48000, "HQ"), manifest, tmp_path / "out", workers=1)
     first = out["path"].iloc[0]
     stamp = (tmp_path / "out" / "audio" / "clip0.flac").stat().st_mtime_ns
-    resample_manifest(manifest, tmp_path / "out", 48000, "HQ", workers=1)
+    resample_manifest(settings(48000, "HQ"), manifest, tmp_path / "out", workers=1)
     assert (tmp_path / "out" / "audio" / "clip0.flac").stat().st_mtime_ns == stamp
     assert first.endswith("clip0.flac")
     assert not list((tmp_path / "out" / "audio").glob(".*"))  # no temporary leftovers
@@ -85,8 +91,8 @@ def test_load_mono_rejects_non_finite(tmp_path):
 
 def test_outputs_of_other_inputs_are_not_reused(tmp_path):
     manifest = make_source(tmp_path)
-    resample_manifest(manifest, tmp_path / "out", 48000, "HQ", workers=1)
-    resample_manifest(manifest, tmp_path / "out", 44100, "HQ", workers=1)
+    resample_manifest(settings(48000, "HQ"), manifest, tmp_path / "out", workers=1)
+    resample_manifest(settings(44100, "HQ"), manifest, tmp_path / "out", workers=1)
     assert sf.info(tmp_path / "out" / "audio" / "clip0.flac").samplerate == 44100
 
 
@@ -135,11 +141,11 @@ def test_load_mono_averages_channels_and_keeps_mono_as_is(tmp_path):
 
 def test_wav_copies_hold_the_same_samples_as_flac(tmp_path):
     manifest = make_source(tmp_path)
-    flac, _ = resample_manifest(manifest, tmp_path / "flac", 48000, "HQ", workers=1)
-    wav, _ = resample_manifest(manifest, tmp_path / "wav", 48000, "HQ", workers=1, audio_format="wav")
+    flac, _ = resample_manifest(settings(48000, "HQ"), manifest, tmp_path / "flac", workers=1)
+    wav, _ = resample_manifest(settings(48000, "HQ", "wav"), manifest, tmp_path / "wav", workers=1)
     assert all(p.endswith(".wav") for p in wav["path"]) and sf.info(wav["path"].iloc[0]).format == "WAV"
     for a, b in zip(flac["path"], wav["path"]):
         assert np.array_equal(sf.read(a, dtype="int16")[0], sf.read(b, dtype="int16")[0])
     # switching the format discards the other format's files instead of mixing them
-    resample_manifest(manifest, tmp_path / "flac", 48000, "HQ", workers=1, audio_format="wav")
+    resample_manifest(settings(48000, "HQ", "wav"), manifest, tmp_path / "flac", workers=1)
     assert not list((tmp_path / "flac/audio").glob("*.flac"))

@@ -12,11 +12,12 @@ import yaml
 from conftest import REPO
 from remote_sources import EXPECTED, HF, build_remote, install_fake_yt_dlp, source_overlay
 from scenesynth.config import load_params
-from scenesynth.data.download import DownloadError
+from scenesynth.fetch.download import DownloadError
 from scenesynth.data.manifest import REQUIRED_COLUMNS, read_manifest
 from scenesynth.data.dcase_dev import DevSetError, background_of, fetch_dcase_dev, read_dev_prompts
-from scenesynth.data.sources import (fetch_audiocaps_clips, fetch_audiocaps_csvs, fetch_wavcaps, find_local_clips,
-                                     merge_training_sources, read_excluded_ids)
+from scenesynth.data.acquire import merge_training_sources, read_excluded_ids
+from scenesynth.data.audiocaps import fetch_audiocaps_clips, fetch_audiocaps_csvs, find_local_clips
+from scenesynth.data.wavcaps import fetch_wavcaps
 
 
 def deep_merge(base: dict, extra: dict) -> dict:
@@ -192,7 +193,7 @@ def test_dev_prompts_columns_ids_and_backgrounds(tmp_path):
 
 
 def test_a_dev_file_with_a_wrong_md5_is_rejected(tmp_path, remote):
-    from scenesynth.data.download import DownloadError
+    from scenesynth.fetch.download import DownloadError
 
     served = remote["root"] / "zenodo-files/captions.csv"
     served.write_text(served.read_text().replace("dog", "cat"))  # same size, other md5

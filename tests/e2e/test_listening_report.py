@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from scenesynth.evaluation.report import prompt_labels
+from scenesynth.workflow.rules import prompt_labels
 from test_workflow import TINY, project_copy, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

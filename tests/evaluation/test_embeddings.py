@@ -6,8 +6,8 @@ import pytest
 import scipy.signal
 
 from signals import relative_distance, tone, white_noise
+from scenesynth.pretrained.models import MissingPretrained
 from scenesynth.evaluation.embeddings import (
-    EmbeddingUnavailable,
     LogMelStatsEmbedding,
     embed_clips,
     get_embedding,
@@ -104,13 +104,13 @@ def test_panns_without_its_checkpoint_is_unavailable(tmp_path, monkeypatch):
     """The default checkpoint path is relative to the working directory; nothing is there in tmp_path."""
     monkeypatch.chdir(tmp_path)
     assert "panns_wavegram_logmel" in known_embeddings()
-    with pytest.raises(EmbeddingUnavailable) as caught:
+    with pytest.raises(MissingPretrained) as caught:
         get_embedding("panns_wavegram_logmel")
     message = str(caught.value)
     assert isinstance(caught.value, RuntimeError)
     assert "data/pretrained/panns/Wavegram_Logmel_Cnn14_mAP=0.439.pth" in message
     assert "3987831" in message
-    assert "scenesynth fetch-pretrained panns" in message
+    assert "scenesynth fetch-pretrained --name panns" in message
     assert "evaluate.fad_embedding: logmel_stats" in message
 
 

@@ -8,7 +8,7 @@ import soxr
 
 from conftest import with_overrides
 from scenesynth.data.manifest import read_manifest
-from scenesynth.evaluation.embeddings import EmbeddingUnavailable
+from scenesynth.pretrained.models import MissingPretrained
 from scenesynth.evaluation.evaluate import evaluate
 
 
@@ -59,7 +59,7 @@ def test_missing_clip_and_unavailable_embedding_fail_clearly(tmp_path, tiny_mode
     shutil.rmtree(tmp_path / "gen")
     references_as_generated(tiny_data, params, tmp_path / "gen")
     panns = with_overrides(params, evaluate={"fad_embedding": "panns_wavegram_logmel"})
-    with pytest.raises(EmbeddingUnavailable, match="3987831"):
+    with pytest.raises(MissingPretrained, match="3987831"):
         evaluate(panns, tmp_path / "gen", tiny_data["raw"], tmp_path / "m", tiny_model["run"],
                  pretrained=tmp_path / "no_pretrained")
 

@@ -21,9 +21,10 @@ import torch
 
 from signals import relative_distance, tone
 from signals import white_noise as noise
-from scenesynth.data.download import download, sha256_file
+from scenesynth.fetch.download import download, sha256_file
 from scenesynth.evaluation import panns
-from scenesynth.evaluation.embeddings import EmbeddingUnavailable, embed_clips, get_embedding
+from scenesynth.evaluation.embeddings import embed_clips, get_embedding
+from scenesynth.pretrained.models import MissingPretrained
 from scenesynth.evaluation.panns import (
     MIN_SAMPLES,
     PannsCheckpointError,
@@ -82,7 +83,7 @@ def test_full_size_module_has_the_public_checkpoint_keys_and_shapes():
     front_end = sum(math.prod(PUBLIC_LAYOUT[k]) for k in learned if k.startswith(("spectrogram", "logmel")))
     assert count_parameters(model) == total
     assert count_parameters(model, trainable_only=True) == total - front_end
-    # PANNs paper / SPEC: ~81 M learned parameters (+1.08 M frozen STFT and mel tensors).
+    # PANNs paper / docs/paper.md section 6: ~81 M learned parameters (+1.08 M frozen STFT and mel tensors).
     assert 80.5e6 < total - front_end < 81.5e6
 
 
@@ -217,10 +218,10 @@ def test_get_embedding_builds_panns_from_the_checkpoint(monkeypatch, small_check
 def test_missing_checkpoint_says_where_it_comes_from(tmp_path):
     missing = tmp_path / "nowhere" / NAME
     for build in (lambda: load_panns(missing), lambda: get_embedding("panns_wavegram_logmel", checkpoint=missing)):
-        with pytest.raises(EmbeddingUnavailable) as caught:
+        with pytest.raises(MissingPretrained) as caught:
             build()
         message = str(caught.value)
-        for needle in (str(missing), "Zenodo record 3987831", "scenesynth fetch-pretrained panns", "fetch_pretrained"):
+        for needle in (str(missing), "Zenodo record 3987831", "scenesynth fetch-pretrained --name panns", "fetch_pretrained"):
             assert needle in message
 
 
@@ -231,7 +232,7 @@ def test_checkpoint_with_a_missing_key_is_rejected_naming_file_and_key(tmp_path)
     save_checkpoint(path, state)
     with pytest.raises(PannsCheckpointError, match="missing keys: conv_block3.bn2.running_var") as caught:
         load_panns(path, width_divisor=DIVISOR)
-    assert str(path) in str(caught.value) and "fetch-pretrained panns" in str(caught.value)
+    assert str(path) in str(caught.value) and "fetch-pretrained --name panns" in str(caught.value)
 
 
 def test_full_size_load_of_a_small_checkpoint_reports_wrong_shapes(small_checkpoint):

@@ -1,4 +1,4 @@
-"""The front end must match the vocoder's training front end (SPEC.md section 1).
+"""The front end must match the vocoder's training front end (docs/paper.md section 1).
 
 The reference below is written independently of the module (numpy/scipy framing,
 FFT and window; only the filterbank call is shared, since "librosa's default
@@ -17,6 +17,8 @@ import scipy.signal
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
+from conftest import REPO
+from scenesynth.config import load_params
 from scenesynth.features.mel import MelFrontEnd, MelSettings
 
 SR = 48000
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 @pytest.fixture(scope="module")
 def front_end() -> MelFrontEnd:
-    return MelFrontEnd.from_config(
+    return MelFrontEnd.from_params(
         dict(sample_rate=48000, n_fft=2048, win_length=2048, hop_length=480, n_mels=256,
              fmin=20, fmax=24000, log_clamp=1e-5, n_frames=1024)
     )
@@ -148,14 +150,15 @@ def test_float16_storage_error_is_small(front_end: MelFrontEnd) -> None:
 
 
 def test_config_validation() -> None:
-    assert MelFrontEnd.from_config({}).settings == MelSettings()
-    with pytest.raises(ValueError, match="unknown front-end settings"):
-        MelFrontEnd.from_config({"hop_len": 480})
-    lenient = MelFrontEnd.from_config({"hop_length": 480, "shard_size": 64}, strict=False)
-    assert lenient.settings.hop_length == 480
+    paper = load_params(REPO / "params.yaml")["audio"]
+    assert MelFrontEnd.from_params(paper).settings == MelSettings()  # the vocoder's front end
+    with pytest.raises(ValueError, match="unknown \\['hop_len'\\]"):
+        MelFrontEnd.from_params({**paper, "hop_len": 480})
+    with pytest.raises(ValueError, match="missing \\['hop_length'\\]"):
+        MelFrontEnd.from_params({k: v for k, v in paper.items() if k != "hop_length"})
     with pytest.raises(ValueError):
         MelSettings(n_fft=2048, hop_length=481)  # odd (n_fft - hop): no symmetric pad
-    assert MelFrontEnd.from_config(MelFrontEnd().to_config()).settings == MelSettings()
+    assert MelFrontEnd.from_params(MelFrontEnd().to_config()).settings == MelSettings()
 
 
 def test_rejects_bad_shapes(front_end: MelFrontEnd) -> None:

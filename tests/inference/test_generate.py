@@ -5,7 +5,8 @@ import soundfile as sf
 
 from conftest import with_overrides
 from scenesynth.data.manifest import read_manifest
-from scenesynth.inference.generate import (RerankerUnavailable, VocoderUnavailable, generate_dev_set, random_crops,
+from scenesynth.pretrained.models import MissingPretrained
+from scenesynth.inference.generate import (generate_dev_set, random_crops,
                                            to_output_rate)
 
 
@@ -61,16 +62,16 @@ def test_generation_is_deterministic(generated, tiny_model, tiny_data, tmp_path)
 def test_missing_real_parts_fail_clearly(tiny_model, tiny_data, tmp_path):
     nothing = tmp_path / "no_pretrained"
     hifigan = with_overrides(tiny_model["params"], generate={"vocoder": "hifigan"})
-    with pytest.raises(VocoderUnavailable, match="fetch-pretrained hifigan_48k"):
+    with pytest.raises(MissingPretrained, match="fetch-pretrained --name hifigan_48k"):
         generate_dev_set(hifigan, tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path, nothing)
     clap = with_overrides(tiny_model["params"], generate={"rerank": "clap"})
-    with pytest.raises(RerankerUnavailable, match="fetch-pretrained clap_rerank"):
+    with pytest.raises(MissingPretrained, match="fetch-pretrained --name clap_rerank"):
         generate_dev_set(clap, tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path, nothing)
 
 
 def test_clap_reranks_candidates_then_crops(tiny_model, tiny_data, tmp_path):
-    """The protocol of SPEC section 5 with a (tiny, random) CLAP: n candidates, then n_crops crops, scored as audio."""
-    from scenesynth.pretrained import write_tiny_clap_folder
+    """The protocol of docs/paper.md section 5 with a (tiny, random) CLAP: n candidates, then n_crops crops, scored as audio."""
+    from tiny_clap import write_tiny_clap_folder
 
     write_tiny_clap_folder(tmp_path / "pretrained" / "clap_rerank")
     params = with_overrides(tiny_model["params"], generate={"rerank": "clap", "n_candidates": 3, "n_crops": 4,

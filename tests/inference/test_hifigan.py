@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from scenesynth.data.download import download
+from scenesynth.fetch.download import download
 from scenesynth.features.mel import MelSettings
-from scenesynth.inference.generate import VocoderUnavailable
+from scenesynth.pretrained.models import MissingPretrained
 from scenesynth.inference.hifigan import (
     AUDIOLDM_48K_FILE, COMBINED_PREFIX, CONFIG_FILE, GENERATOR_FILE, HIFIGAN_48K, CheckpointError,
     HifiGanConfig, HifiGanGenerator, load_generator, load_hifigan,
@@ -212,10 +212,10 @@ def test_weight_norm_removal_leaves_the_output_unchanged(tmp_path, reference, me
 
 def test_missing_checkpoint_says_where_to_get_it(tmp_path):
     for path in (tmp_path / "absent.pt", tmp_path):
-        with pytest.raises(VocoderUnavailable) as err:
+        with pytest.raises(MissingPretrained) as err:
             load_hifigan(path)
         message = str(err.value)
-        assert str(path) in message and "fetch-pretrained hifigan_48k" in message
+        assert str(path) in message and "fetch-pretrained --name hifigan_48k" in message
         assert "fetch_pretrained" in message and "non-commercial" in message
 
 

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from scenesynth.inference.generate import RerankerUnavailable
+from scenesynth.pretrained.models import MissingPretrained
 from scenesynth.inference.rerank import ClapReranker, prepare_waves
-from scenesynth.pretrained import CHECKPOINTS, fetch_pretrained, write_tiny_clap_folder
+from scenesynth.pretrained.fetch import fetch_pretrained
+from scenesynth.pretrained.models import CHECKPOINTS
+from tiny_clap import write_tiny_clap_folder
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 RATE = 48_000
@@ -80,11 +82,11 @@ def test_prepare_waves_and_errors(tiny_folder, tmp_path):
     assert out.shape == (1, 3) and out[0, 0] == pytest.approx(-16384 / 32767) and out.max() <= 1.0
     with pytest.raises(ValueError, match=r"\[N, samples\]"):
         prepare_waves(np.zeros(10), 4)
-    with pytest.raises(RerankerUnavailable, match="fetch-pretrained clap_rerank") as error:
+    with pytest.raises(MissingPretrained, match="fetch-pretrained --name clap_rerank") as error:
         ClapReranker(tmp_path / "absent")
     assert str(tmp_path / "absent") in str(error.value)
     partial = tmp_path / "partial"
     shutil.copytree(tiny_folder, partial)
     (partial / "preprocessor_config.json").unlink()
-    with pytest.raises(RerankerUnavailable, match="preprocessor_config.json"):
+    with pytest.raises(MissingPretrained, match="preprocessor_config.json"):
         ClapReranker(partial)

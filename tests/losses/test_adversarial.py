@@ -1,4 +1,4 @@
-"""Hinge losses (SPEC section 4) against the formula written with plain loops."""
+"""Hinge losses (docs/paper.md section 4) against the formula written with plain loops."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Contrastive losses (SPEC section 4) against the formulas written with plain loops.
+"""Contrastive losses (docs/paper.md section 4) against the formulas written with plain loops.
 
-The loop references follow SPEC section 4 term by term (loops over samples i, k,
+The loop references follow docs/paper.md section 4 term by term (loops over samples i, k,
 words and regions; exp and log written out, no logsumexp), in float64.
 """
 
@@ -20,7 +20,7 @@ from scenesynth.losses import (
 )
 
 F64 = torch.float64
-TAU = 0.1
+TAU = 0.1  # the paper's values (params.yaml)
 GAMMAS = (5.0, 5.0, 50.0)
 
 
@@ -184,12 +184,12 @@ def test_gradcheck_all_losses():
     gen = torch.Generator().manual_seed(5)
     ids = torch.tensor([0, 1, 0])
     inputs = [rand(gen, 3, 4).requires_grad_() for _ in range(2)]
-    assert torch.autograd.gradcheck(lambda a, p: sentence_contrastive_loss(a, p, ids), inputs)
-    assert torch.autograd.gradcheck(fake_to_real_loss, inputs)
-    assert torch.autograd.gradcheck(global_to_sentence_loss, inputs)
+    assert torch.autograd.gradcheck(lambda a, p: sentence_contrastive_loss(a, p, ids, TAU), inputs)
+    assert torch.autograd.gradcheck(lambda a, b: fake_to_real_loss(a, b, TAU), inputs)
+    assert torch.autograd.gradcheck(lambda a, b: global_to_sentence_loss(a, b, TAU), inputs)
     regions, words, mask = l2w_inputs(6, 3, n_regions=4, n_words=3, dim=3)
     l2w_args = [regions.requires_grad_(), words.requires_grad_()]
-    assert torch.autograd.gradcheck(lambda r, w: local_to_word_loss(r, w, mask), l2w_args)
+    assert torch.autograd.gradcheck(lambda r, w: local_to_word_loss(r, w, mask, *GAMMAS), l2w_args)
 
 
 # ---------------------------------------------------------------- (c) edges
@@ -199,10 +199,10 @@ def test_batch_of_one_gives_zero():
     x, y = rand(gen, 1, 5), rand(gen, 1, 5)
     regions, words, mask = l2w_inputs(0, 1)
     for value in (
-        sentence_contrastive_loss(x, y, torch.tensor([4])),
-        fake_to_real_loss(x, y),
-        global_to_sentence_loss(x, y),
-        local_to_word_loss(regions, words, mask),
+        sentence_contrastive_loss(x, y, torch.tensor([4]), TAU),
+        fake_to_real_loss(x, y, TAU),
+        global_to_sentence_loss(x, y, TAU),
+        local_to_word_loss(regions, words, mask, *GAMMAS),
     ):
         assert abs(value.item()) < 1e-12
 
@@ -214,14 +214,14 @@ def test_identical_captions():
     gen = torch.Generator().manual_seed(2)
     batch = 5
     anchor, proxy = rand(gen, batch, 6), rand(gen, batch, 6)
-    assert abs(sentence_contrastive_loss(anchor, proxy, torch.full((batch,), 3)).item()) < 1e-12
+    assert abs(sentence_contrastive_loss(anchor, proxy, torch.full((batch,), 3), TAU).item()) < 1e-12
     same_text = rand(gen, 1, 6).expand(batch, 6)
-    assert global_to_sentence_loss(anchor, same_text).item() == pytest.approx(math.log(batch), abs=1e-12)
-    assert fake_to_real_loss(anchor, same_text).item() == pytest.approx(math.log(batch), abs=1e-12)
+    assert global_to_sentence_loss(anchor, same_text, TAU).item() == pytest.approx(math.log(batch), abs=1e-12)
+    assert fake_to_real_loss(anchor, same_text, TAU).item() == pytest.approx(math.log(batch), abs=1e-12)
     regions = rand(gen, 1, 6, 4).expand(batch, 6, 4)
     words = rand(gen, 1, 3, 4).expand(batch, 3, 4)
     mask = torch.ones(batch, 3, dtype=torch.bool)
-    assert local_to_word_loss(regions, words, mask).item() == pytest.approx(2 * math.log(batch), abs=1e-10)
+    assert local_to_word_loss(regions, words, mask, *GAMMAS).item() == pytest.approx(2 * math.log(batch), abs=1e-10)
 
 
 def test_sc_large_tau_limit():
@@ -248,7 +248,7 @@ def test_one_real_word_per_caption():
             context = torch.softmax(5.0 * (r @ w), 0) @ r
             assert scores[a, b].item() == pytest.approx((w @ unit(context)).item(), abs=1e-12)
     assert_same_value_and_grad(
-        lambda r, w: local_to_word_loss(r, w, mask), lambda r, w: loop_l2w(r, w, mask), [regions, words]
+        lambda r, w: local_to_word_loss(r, w, mask, *GAMMAS), lambda r, w: loop_l2w(r, w, mask), [regions, words]
     )
 
 
@@ -263,7 +263,7 @@ def test_padded_words_contribute_nothing():
         w = words.clone()
         w[~mask] = padded_value
         w.requires_grad_()
-        loss = local_to_word_loss(regions, w, mask)
+        loss = local_to_word_loss(regions, w, mask, *GAMMAS)
         (grad,) = torch.autograd.grad(loss, w)
         assert torch.isfinite(loss) and torch.isfinite(grad).all()
         assert torch.count_nonzero(grad[~mask]) == 0
@@ -276,7 +276,7 @@ def test_caption_without_a_real_word_is_refused():
     regions, words, mask = l2w_inputs(8, 3)
     mask[1] = False
     with pytest.raises(ValueError, match="at least one real word"):
-        local_to_word_loss(regions, words, mask)
+        local_to_word_loss(regions, words, mask, *GAMMAS)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -320,12 +320,13 @@ def test_invariant_to_feature_scaling():
     ids = torch.tensor([0, 1, 1, 2, 0])
     x, y = rand(gen, 5, 6), rand(gen, 5, 6)
     xs, ys = x * scales(5), y * scales(5)
-    for loss in (lambda a, b: sentence_contrastive_loss(a, b, ids), fake_to_real_loss, global_to_sentence_loss):
+    for loss in (lambda a, b: sentence_contrastive_loss(a, b, ids, TAU), lambda a, b: fake_to_real_loss(a, b, TAU),
+                 lambda a, b: global_to_sentence_loss(a, b, TAU)):
         torch.testing.assert_close(loss(xs, ys), loss(x, y), atol=1e-10, rtol=0)
     regions, words, mask = l2w_inputs(12, 5)
     torch.testing.assert_close(
-        local_to_word_loss(regions * scales(5, 6), words * scales(5, 5), mask),
-        local_to_word_loss(regions, words, mask),
+        local_to_word_loss(regions * scales(5, 6), words * scales(5, 5), mask, *GAMMAS),
+        local_to_word_loss(regions, words, mask, *GAMMAS),
         atol=1e-9,
         rtol=0,
     )
@@ -334,8 +335,8 @@ def test_invariant_to_feature_scaling():
 def test_shape_mismatches_are_refused():
     x = torch.randn(3, 4)
     with pytest.raises(ValueError):
-        fake_to_real_loss(x, torch.randn(2, 4))
+        fake_to_real_loss(x, torch.randn(2, 4), TAU)
     with pytest.raises(ValueError):
-        sentence_contrastive_loss(x, x, torch.tensor([0, 1]))
+        sentence_contrastive_loss(x, x, torch.tensor([0, 1]), TAU)
     with pytest.raises(ValueError):
-        local_to_word_loss(torch.randn(3, 5, 4), torch.randn(3, 2, 4), torch.ones(3, 3, dtype=torch.bool))
+        local_to_word_loss(torch.randn(3, 5, 4), torch.randn(3, 2, 4), torch.ones(3, 3, dtype=torch.bool), *GAMMAS)

@@ -1,4 +1,4 @@
-"""Attention kinds, implementations and stages (SPEC.md section 3)."""
+"""Attention kinds, implementations and stages (docs/paper.md section 3)."""
 
 from __future__ import annotations
 

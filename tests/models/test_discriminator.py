@@ -1,4 +1,4 @@
-"""Discriminator and its output contract with the losses (SPEC.md sections 3 and 4)."""
+"""Discriminator and its output contract with the losses (docs/paper.md sections 3 and 4)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from scenesynth.text.batch import TextBatch
 
 BATCH, N_MELS, N_FRAMES, INIT, SENTENCE_DIM, WORD_DIM, N_WORDS = 3, 16, 32, (2, 4), 12, 10, 6
 TINY = dict(base_channels=32, n_mels=N_MELS, n_frames=N_FRAMES, sentence_dim=SENTENCE_DIM, word_dim=WORD_DIM,
-            heads=2, init_shape=INIT, min_channels=8, proj_dim=6, region_dim=5)
+            heads=2, init_shape=INIT, min_channels=8, proj_dim=6, region_dim=5, attention_impl="tfsca",
+            attention_plan=("single", "triple"), region_level=1)
 EXPECTED_FIELDS = ["logit", "feature", "anchor", "proxy", "audio_embed", "text_embed", "regions", "words", "word_mask"]
 
 
@@ -35,7 +36,7 @@ def test_output_has_exactly_the_fields_the_losses_consume() -> None:
 @pytest.mark.parametrize("impl", ["full", "axial", "tfsca"])
 def test_output_shapes(impl: str) -> None:
     torch.manual_seed(0)
-    discriminator = Discriminator(attention_impl=impl, attention_plan=("single", "triple"), **TINY)
+    discriminator = Discriminator(**{**TINY, "attention_impl": impl, "attention_plan": ("single", "triple")})
     text = make_text()
     out = discriminator(make_mel(), text)
     feature_dim = 32  # base channels on the final 2 x 4 map
@@ -52,7 +53,7 @@ def test_output_shapes(impl: str) -> None:
 
 
 def test_stage_order_mirrors_generator() -> None:
-    discriminator = Discriminator(attention_plan=("single", "triple"), **TINY)
+    discriminator = Discriminator(**{**TINY, "attention_plan": ("single", "triple")})
     modes = [stage.mode if isinstance(stage, AttentionStage) else None for stage in discriminator.attention]
     assert modes == ["single", "triple", None]  # block outputs at levels 2, 1, 0
 
@@ -60,7 +61,7 @@ def test_stage_order_mirrors_generator() -> None:
 @pytest.mark.parametrize("impl", ["full", "tfsca"])
 def test_backward_reaches_every_parameter(impl: str) -> None:
     torch.manual_seed(0)
-    discriminator = Discriminator(attention_impl=impl, attention_plan=("triple", "double"), **TINY)
+    discriminator = Discriminator(**{**TINY, "attention_impl": impl, "attention_plan": ("triple", "double")})
     with torch.no_grad():
         for stage in discriminator.attention:
             if isinstance(stage, AttentionStage):
@@ -79,7 +80,7 @@ def test_backward_reaches_every_parameter(impl: str) -> None:
 
 def test_logit_depends_on_the_sentence_through_the_projection_term() -> None:
     torch.manual_seed(0)
-    discriminator = Discriminator(attention_plan=(), **TINY).eval()
+    discriminator = Discriminator(**{**TINY, "attention_plan": ()}).eval()
     text, mel = make_text(), make_mel()
     other = TextBatch(make_text(seed=5).sentence, text.words, text.word_mask, text.caption_ids)
     first, second = discriminator(mel, text), discriminator(mel, other)
@@ -91,9 +92,9 @@ def test_bad_configuration_or_input_raises() -> None:
     with pytest.raises(ValueError, match="power of two"):
         Discriminator(**{**TINY, "n_frames": 48})
     with pytest.raises(ValueError, match="attention plan"):
-        Discriminator(attention_plan=("single", "double", "triple"), **TINY)
+        Discriminator(**{**TINY, "attention_plan": ("single", "double", "triple")})
     with pytest.raises(ValueError, match="region_level"):
-        Discriminator(attention_plan=(), region_level=3, **TINY)
-    discriminator = Discriminator(attention_plan=(), **TINY)
+        Discriminator(**{**TINY, "attention_plan": (), "region_level": 3})
+    discriminator = Discriminator(**{**TINY, "attention_plan": ()})
     with pytest.raises(ValueError, match="mel must be"):
         discriminator(torch.randn(BATCH, 1, N_MELS, N_FRAMES // 2), make_text())

@@ -1,21 +1,23 @@
-"""Generator, its building blocks and build_models (SPEC.md section 3)."""
+"""Generator, its building blocks and build_models (docs/paper.md section 3)."""
 
 from __future__ import annotations
 
-import inspect
 
-import jsonschema
 import pytest
 import torch
 
-from scenesynth.models import Discriminator, Generator, build_models, count_parameters, model_defaults
+from conftest import REPO
+from scenesynth.config import ConfigError, deep_merge, load_params, validate_params
+from scenesynth.models import Generator, build_models, count_parameters
 from scenesynth.models.attention import AttentionStage
 from scenesynth.models.layers import ConditionalBatchNorm2d, resolution_levels
 from scenesynth.text.batch import TextBatch
 
 N_MELS, N_FRAMES, INIT, SENTENCE_DIM, WORD_DIM, Z_DIM = 16, 32, (2, 4), 12, 10, 8
+PAPER = load_params(REPO / "params.yaml")
 TINY = dict(z_dim=Z_DIM, base_channels=32, n_mels=N_MELS, n_frames=N_FRAMES, sentence_dim=SENTENCE_DIM,
-            word_dim=WORD_DIM, heads=2, init_shape=INIT, min_channels=8)
+            word_dim=WORD_DIM, heads=2, init_shape=INIT, min_channels=8, attention_impl="tfsca",
+            attention_plan=("triple", "double", "single"), output_scale=1.0, output_shift=-4.25)
 
 
 def make_text(batch: int = 2, n_words: int = 5) -> TextBatch:
@@ -40,7 +42,7 @@ def is_sentence_query_or_key(name: str) -> bool:
 @pytest.mark.parametrize("impl", ["full", "axial", "tfsca"])
 def test_generator_forward_backward_reaches_every_parameter(impl: str) -> None:
     torch.manual_seed(0)
-    generator = Generator(attention_impl=impl, attention_plan=("triple", "double", "single"), **TINY)
+    generator = Generator(**{**TINY, "attention_impl": impl, "attention_plan": ("triple", "double", "single")})
     open_all_gates(generator)
     mel = generator(torch.randn(2, Z_DIM), make_text())
     assert mel.shape == (2, 1, N_MELS, N_FRAMES)
@@ -53,7 +55,7 @@ def test_generator_forward_backward_reaches_every_parameter(impl: str) -> None:
 
 
 def test_attention_plan_places_stages_by_level() -> None:
-    generator = Generator(attention_plan=("triple", None), **TINY)
+    generator = Generator(**{**TINY, "attention_plan": ("triple", None)})
     kinds = [stage.mode if isinstance(stage, AttentionStage) else None for stage in generator.attention]
     assert kinds == ["triple", None, None]
     assert generator.attention[0].mix.out_channels == 16  # level 1: 32 / 2 channels
@@ -61,7 +63,7 @@ def test_attention_plan_places_stages_by_level() -> None:
 
 def test_output_affine_sets_range_and_offset() -> None:
     torch.manual_seed(0)
-    generator = Generator(attention_plan=(), output_scale=0.0, output_shift=-7.0, **TINY)
+    generator = Generator(**{**TINY, "attention_plan": (), "output_scale": 0.0, "output_shift": -7.0})
     mel = generator(torch.randn(2, Z_DIM), make_text())
     assert torch.equal(mel, torch.full_like(mel, -7.0))
 
@@ -97,38 +99,28 @@ def test_paper_and_demo_shapes_give_expected_depth() -> None:
 
 def test_bad_plan_or_noise_raises() -> None:
     with pytest.raises(ValueError, match="attention plan"):
-        Generator(attention_plan=("single",) * 4, **TINY)
-    generator = Generator(attention_plan=(), **TINY)
+        Generator(**{**TINY, "attention_plan": ("single",) * 4})
+    generator = Generator(**{**TINY, "attention_plan": ()})
     with pytest.raises(ValueError, match="z must be"):
         generator(torch.randn(2, Z_DIM + 1), make_text())
 
 
-def test_schema_defaults_match_constructor_defaults() -> None:
-    defaults = model_defaults()
-    g_params = inspect.signature(Generator).parameters
-    d_params = inspect.signature(Discriminator).parameters
-    assert defaults["z_dim"] == g_params["z_dim"].default
-    assert defaults["g_channels"] == g_params["base_channels"].default
-    assert defaults["d_channels"] == d_params["base_channels"].default
-    assert defaults["attention_impl"] == g_params["attention_impl"].default == d_params["attention_impl"].default
-    assert tuple(defaults["init_shape"]) == g_params["init_shape"].default == d_params["init_shape"].default
-    assert tuple(defaults["g_attention"]) == g_params["attention_plan"].default
-    assert tuple(defaults["d_attention"]) == d_params["attention_plan"].default
-    assert defaults["g_output_shift"] == g_params["output_shift"].default
-
-
-def test_build_models_rejects_unknown_or_mistyped_keys() -> None:
-    with pytest.raises(jsonschema.ValidationError):
-        build_models({"g_chanels": 64}, N_MELS, N_FRAMES, SENTENCE_DIM, WORD_DIM)
-    with pytest.raises(jsonschema.ValidationError):
-        build_models({"attention_impl": "sparse"}, N_MELS, N_FRAMES, SENTENCE_DIM, WORD_DIM)
+def test_params_refuse_unknown_or_mistyped_model_keys() -> None:
+    """The model section is validated once, when params are loaded; build_models trusts it."""
+    for bad in ({"g_chanels": 64}, {"attention_impl": "sparse"}):
+        with pytest.raises(ConfigError):
+            validate_params(deep_merge(PAPER, {"model": bad}))
+    missing = deep_merge(PAPER, {})
+    del missing["model"]["heads"]
+    with pytest.raises(ConfigError, match="heads"):
+        validate_params(missing)
 
 
 def test_build_models_tiny_config_runs_end_to_end() -> None:
     torch.manual_seed(0)
-    cfg = {"z_dim": Z_DIM, "g_channels": 32, "d_channels": 32, "min_channels": 8, "init_shape": list(INIT),
-           "heads": 2, "g_attention": ["double"], "d_attention": ["single", "triple"], "proj_dim": 6,
-           "region_dim": 7, "attention_impl": "axial"}
+    cfg = {**PAPER["model"], "z_dim": Z_DIM, "g_channels": 32, "d_channels": 32, "min_channels": 8,
+           "init_shape": list(INIT), "heads": 2, "g_attention": ["double"], "d_attention": ["single", "triple"],
+           "proj_dim": 6, "region_dim": 7, "attention_impl": "axial"}
     generator, discriminator = build_models(cfg, N_MELS, N_FRAMES, SENTENCE_DIM, WORD_DIM)
     text = make_text()
     out = discriminator(generator(torch.randn(2, Z_DIM), text), text)
@@ -138,7 +130,7 @@ def test_build_models_tiny_config_runs_end_to_end() -> None:
 
 def test_paper_size_parameter_counts_without_activations() -> None:
     """Building allocates weights only; no forward pass is run."""
-    generator, discriminator = build_models({}, 256, 1024, 512, 768)
+    generator, discriminator = build_models(PAPER["model"], 256, 1024, 512, 768)
     assert len(generator.blocks) == len(discriminator.blocks) == 6
     linear = generator.input.parametrizations.weight.original
     assert tuple(linear.shape) == (1024 * 4 * 16, 128)

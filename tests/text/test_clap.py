@@ -7,7 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scenesynth.pretrained import CHECKPOINTS, CLAP_FILES, fetch_hf_folder, write_tiny_clap_folder
+from scenesynth.pretrained.fetch import fetch_hf_folder
+from scenesynth.pretrained.models import CHECKPOINTS, CLAP_FILES
+from tiny_clap import write_tiny_clap_folder
 from scenesynth.text.clap import ClapTextEncoder
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny ops; threads only contend on a busy machine
@@ -70,7 +72,7 @@ def test_sentence_is_unnormalised_projection_of_pooler(tiny_folder, reference):
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
             normalised = model.get_text_features(**tokens).pooler_output[0]  # transformers' own path
             np.testing.assert_allclose(F.normalize(torch.from_numpy(got), dim=0).numpy(), normalised.numpy(), atol=1e-6)
-    assert abs(np.linalg.norm(sentences[0]) - 1.0) > 1e-3  # not normalised (SPEC 2)
+    assert abs(np.linalg.norm(sentences[0]) - 1.0) > 1e-3  # not normalised (docs/paper.md section 2)
 
 
 def test_last_hidden_state_is_contextual(tiny_folder, reference):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from scenesynth.text.cache import TextCache, TextEncoderUnavailable, build_text_cache, make_encoder
+from scenesynth.pretrained.models import MissingPretrained
+from scenesynth.text.cache import TextCache, build_text_cache, make_encoder
 from scenesynth.text.hash_encoder import HashTextEncoder
 
 CFG = {"encoder": "hash", "max_tokens": 8, "sentence_dim": 16, "word_dim": 12, "word_source": "input_embeddings"}
@@ -35,7 +36,7 @@ def test_shared_words_give_closer_sentences():
 
 def test_cache_round_trip_and_batches(tmp_path):
     captions = ["a dog barks", "rain falls", "a dog barks", "wind"]
-    info = build_text_cache(captions, CFG, seed=0, out_dir=tmp_path)
+    info = build_text_cache({"text": CFG, "seed": 0}, captions, tmp_path)
     assert info["n_captions"] == 3 and info["encoder"] == "hash"
     cache = TextCache(tmp_path)
     batch = cache.batch(["a dog barks", "wind", "a dog barks"])
@@ -53,16 +54,16 @@ def test_cache_round_trip_and_batches(tmp_path):
 def test_cache_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="text cache incomplete"):
         TextCache(tmp_path)
-    build_text_cache(["x"], CFG, 0, tmp_path)
+    build_text_cache({"text": CFG, "seed": 0}, ["x"], tmp_path)
     with pytest.raises(KeyError, match="not in the text cache"):
         TextCache(tmp_path).batch(["y"])
-    with pytest.raises(TextEncoderUnavailable, match="text.encoder: hash"):
+    with pytest.raises(MissingPretrained, match="text.encoder: hash"):
         make_encoder(dict(CFG, encoder="clap"), 0, pretrained_dir=tmp_path / "no_checkpoint")
 
 
 def test_cache_is_deterministic(tmp_path):
-    build_text_cache(["b c", "a"], CFG, 1, tmp_path / "one")
-    build_text_cache(["a", "b c"], CFG, 1, tmp_path / "two")
+    build_text_cache({"text": CFG, "seed": 1}, ["b c", "a"], tmp_path / "one")
+    build_text_cache({"text": CFG, "seed": 1}, ["a", "b c"], tmp_path / "two")
     for name in ("captions.parquet", "vocab.npz", "info.json"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
@@ -73,7 +74,7 @@ CLAP_CAPTIONS = ["a dog barks with traffic in the background", "rain", "birds si
 
 @pytest.fixture(scope="module")
 def tiny_clap(tmp_path_factory):
-    from scenesynth.pretrained import write_tiny_clap_folder
+    from tiny_clap import write_tiny_clap_folder
 
     return write_tiny_clap_folder(tmp_path_factory.mktemp("clap") / "tiny", seed=2)
 
@@ -81,7 +82,7 @@ def tiny_clap(tmp_path_factory):
 def test_clap_cache_with_input_embeddings(tmp_path, tiny_clap, single_thread):
     from scenesynth.text.clap import ClapTextEncoder
 
-    info = build_text_cache(CLAP_CAPTIONS, CLAP_CFG, 0, tmp_path, pretrained_dir=tiny_clap)
+    info = build_text_cache({"text": CLAP_CFG, "seed": 0}, CLAP_CAPTIONS, tmp_path, pretrained_dir=tiny_clap)
     assert info["encoder"] == "clap" and info["word_store"] == "vocab_table" and info["n_captions"] == 3
     assert info["checkpoint"]["weights_file"] == "pytorch_model.bin" and info["word_source"] == "input_embeddings"
     assert not (tmp_path / "words.npy").exists()
@@ -98,7 +99,7 @@ def test_clap_cache_with_contextual_words(tmp_path, tiny_clap, single_thread):
     from scenesynth.text.clap import ClapTextEncoder
 
     cfg = dict(CLAP_CFG, word_source="last_hidden_state")
-    info = build_text_cache(CLAP_CAPTIONS, cfg, 0, tmp_path, pretrained_dir=tiny_clap)
+    info = build_text_cache({"text": cfg, "seed": 0}, CLAP_CAPTIONS, tmp_path, pretrained_dir=tiny_clap)
     assert info["word_store"] == "per_caption" and (tmp_path / "words.npy").is_file()
     captions = ["birds sing in the morning", "a dog barks with traffic in the background", "rain"]
     batch = TextCache(tmp_path).batch(captions)
@@ -110,20 +111,20 @@ def test_clap_cache_with_contextual_words(tmp_path, tiny_clap, single_thread):
         np.testing.assert_allclose(batch.words[row, :n].numpy(), expected, rtol=2e-3, atol=2e-3)  # float16 store
         assert torch.all(batch.words[row, n:] == 0)
     # same captions, same bytes; switching back to the table store removes the per-caption file
-    build_text_cache(list(reversed(CLAP_CAPTIONS)), cfg, 0, tmp_path / "again", pretrained_dir=tiny_clap)
+    build_text_cache({"text": cfg, "seed": 0}, list(reversed(CLAP_CAPTIONS)), tmp_path / "again", pretrained_dir=tiny_clap)
     for name in ("captions.parquet", "vocab.npz", "words.npy", "info.json"):
         assert (tmp_path / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
-    build_text_cache(CLAP_CAPTIONS, CLAP_CFG, 0, tmp_path, pretrained_dir=tiny_clap)
+    build_text_cache({"text": CLAP_CFG, "seed": 0}, CLAP_CAPTIONS, tmp_path, pretrained_dir=tiny_clap)
     assert not (tmp_path / "words.npy").exists() and TextCache(tmp_path).word_rows is None
 
 
 def test_clap_cache_errors(tmp_path, tiny_clap):
-    with pytest.raises(TextEncoderUnavailable, match="fetch-pretrained clap_text") as error:
-        build_text_cache(["x"], CLAP_CFG, 0, tmp_path / "out", pretrained_dir=tmp_path / "absent")
+    with pytest.raises(MissingPretrained, match="fetch-pretrained --name clap_text") as error:
+        build_text_cache({"text": CLAP_CFG, "seed": 0}, ["x"], tmp_path / "out", pretrained_dir=tmp_path / "absent")
     assert str(tmp_path / "absent") in str(error.value)
     with pytest.raises(ValueError, match="text.sentence_dim is 512"):
-        build_text_cache(["x"], dict(CLAP_CFG, sentence_dim=512), 0, tmp_path / "out", pretrained_dir=tiny_clap)
-    build_text_cache(["x"], dict(CLAP_CFG, word_source="last_hidden_state"), 0, tmp_path / "out",
+        build_text_cache({"text": dict(CLAP_CFG, sentence_dim=512), "seed": 0}, ["x"], tmp_path / "out", pretrained_dir=tiny_clap)
+    build_text_cache({"text": dict(CLAP_CFG, word_source="last_hidden_state"), "seed": 0}, ["x"], tmp_path / "out",
                      pretrained_dir=tiny_clap)
     (tmp_path / "out" / "words.npy").unlink()
     with pytest.raises(FileNotFoundError, match="words.npy"):

@@ -82,7 +82,7 @@ def one_shard(tmp_path_factory, tiny_params, tiny_data) -> str:
     from scenesynth.features.mel_shards import build_mel_shards
 
     out = tmp_path_factory.mktemp("one_shard")
-    build_mel_shards(tiny_data["audio48k"], out, tiny_params["audio"], 1000, tiny_params["seed"], workers=1)
+    build_mel_shards(with_overrides(tiny_params, mel={"shard_size": 1000}), tiny_data["audio48k"], out, workers=1)
     return str(out)
 
 
@@ -188,7 +188,7 @@ def _gradients_on_rank(rank, out_dir):
     x, text = torch.randn(8, 1, 6, 6), torch.randn(8, 6)
     model = wrap(convert_batch_norms(net), ctx)
     rows = ctx.rows(8)
-    loss = global_to_sentence_loss(gather_rows(model(x[rows]), ctx), text)
+    loss = global_to_sentence_loss(gather_rows(model(x[rows]), ctx), text, 0.1)
     loss.backward()
     torch.save({"grads": {n: p.grad for n, p in net.named_parameters()}, "running": net[1].running_var,
                 "loss": loss.detach()}, out_dir / f"rank{rank}.pt")
@@ -202,7 +202,7 @@ def test_gathered_loss_and_cross_rank_batch_norm_give_the_one_process_gradient(t
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 6))
     x, text = torch.randn(8, 1, 6, 6), torch.randn(8, 6)
-    loss = global_to_sentence_loss(net(x), text)
+    loss = global_to_sentence_loss(net(x), text, 0.1)
     loss.backward()
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)

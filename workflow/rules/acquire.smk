@@ -16,8 +16,8 @@ rule fetch_audiocaps_csv:
         csv=expand(f"{P.AUDIOCAPS}/csv/{{split}}.csv", split=AUDIOCAPS_SPLITS),
         checksums=f"{P.AUDIOCAPS}/csv/checksums.json",
     params:
-        settings=section(PARAMS["data"]["audiocaps"], "csv_url"),
-        code=source_fingerprint("data", "utils"),
+        settings=stage_settings(PARAMS, "fetch_audiocaps_csv"),
+        code=stage_code("fetch_audiocaps_csv"),
         cli=CLI_CONFIG,
     log:
         f"{P.LOGS}/fetch_audiocaps_csv.log",
@@ -32,8 +32,8 @@ rule fetch_audiocaps_audio:
         manifest=f"{P.AUDIOCAPS}/manifest.parquet",
         coverage=f"{P.AUDIOCAPS}/coverage.json",
     params:
-        settings=section(PARAMS["data"], "audiocaps", "download"),
-        code=source_fingerprint("data", "utils"),
+        settings=stage_settings(PARAMS, "fetch_audiocaps_audio"),
+        code=stage_code("fetch_audiocaps_audio"),
         cli=CLI_CONFIG,
     log:
         f"{P.LOGS}/fetch_audiocaps_audio.log",
@@ -51,8 +51,8 @@ rule fetch_wavcaps:
         manifest=f"{P.WAVCAPS}/manifest.parquet",
         report=f"{P.WAVCAPS}/report.json",
     params:
-        settings=section(PARAMS["data"], "wavcaps", "download"),
-        code=source_fingerprint("data", "utils"),
+        settings=stage_settings(PARAMS, "fetch_wavcaps"),
+        code=stage_code("fetch_wavcaps"),
         cli=CLI_CONFIG,
     log:
         f"{P.LOGS}/fetch_wavcaps.log",
@@ -69,8 +69,8 @@ rule acquire:
     output:
         manifest=f"{P.RAW}/manifest.parquet",
     params:
-        settings=section(PARAMS, "data", "seed"),
-        code=source_fingerprint("data", "utils"),
+        settings=stage_settings(PARAMS, "acquire"),
+        code=stage_code("acquire"),
         cli=CLI_CONFIG,
         sources=lambda wildcards, input: " ".join(f"--{name} {shlex.quote(path)}" for name, path in input.items()),
     log:
@@ -84,8 +84,8 @@ rule fetch_dcase_dev:
         manifest=f"{P.DCASE_DEV}/manifest.parquet",
         report=f"{P.DCASE_DEV}/report.json",
     params:
-        settings=section(PARAMS["data"], "dcase_dev", "download"),
-        code=source_fingerprint("data", "utils"),
+        settings=stage_settings(PARAMS, "fetch_dcase_dev"),
+        code=stage_code("fetch_dcase_dev"),
         cli=CLI_CONFIG,
     log:
         f"{P.LOGS}/fetch_dcase_dev.log",

@@ -1,15 +1,16 @@
 # Shared set-up: load and validate params.yaml (+ overlay) before any job starts,
-# and the helpers the rules use. All logic lives in the scenesynth package.
+# and the helpers the rules use. All logic lives in the scenesynth package; what each rule
+# depends on (settings, code) is the stage table's (scenesynth.workflow.stages).
 import shlex
 
 from snakemake.exceptions import WorkflowError
 
 from scenesynth import paths as P
-from scenesynth.config import ConfigError, source_fingerprint
-from scenesynth.data.sources import AUDIOCAPS_SPLITS
-from scenesynth.pretrained import PIPELINE_MODELS
-from scenesynth.workflow import (acquire_inputs, overlay_from, pretrained_inputs, resolve_params, section,
-                                 train_settings, train_threads)
+from scenesynth.config import ConfigError
+from scenesynth.data.audiocaps import SPLITS as AUDIOCAPS_SPLITS
+from scenesynth.pretrained.models import PIPELINE_MODELS
+from scenesynth.workflow.rules import acquire_inputs, overlay_from, pretrained_inputs, resolve_params, train_threads
+from scenesynth.workflow.stages import stage_code, stage_settings
 
 try:
     OVERLAY = overlay_from(config, "params.yaml")

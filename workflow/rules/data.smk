@@ -8,8 +8,8 @@ rule resample:
         manifest=f"{P.AUDIO_48K}/manifest.parquet",
         rejects=f"{P.AUDIO_48K}/rejects.csv",
     params:
-        settings=section(PARAMS, "audio", "resample"),
-        code=source_fingerprint("data", "utils"),
+        settings=stage_settings(PARAMS, "resample"),
+        code=stage_code("resample"),
         cli=CLI_CONFIG,
     threads: 8
     log:
@@ -28,8 +28,8 @@ rule mel:
         index=f"{P.MELS}/index.json",
         rejects=f"{P.MELS}/rejects.csv",
     params:
-        settings=section(PARAMS, "audio", "mel", "seed"),
-        code=source_fingerprint("features", "data", "utils"),
+        settings=stage_settings(PARAMS, "mel"),
+        code=stage_code("mel"),
         cli=CLI_CONFIG,
     threads: 8
     log:
@@ -50,8 +50,8 @@ rule text:
         captions=f"{P.TEXT}/captions.parquet",
         vocab=f"{P.TEXT}/vocab.npz",
     params:
-        settings=section(PARAMS, "text", "seed", "pretrained"),
-        code=source_fingerprint("text", "data", "utils", "pretrained"),
+        settings=stage_settings(PARAMS, "text"),
+        code=stage_code("text"),
         cli=CLI_CONFIG,
     log:
         f"{P.LOGS}/text.log",

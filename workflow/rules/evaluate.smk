@@ -11,8 +11,8 @@ rule generate:
     output:
         record=f"{P.GENERATED}/generation.json",
     params:
-        settings=section(PARAMS, "generate", "pretrained"),
-        code=source_fingerprint("inference", "models", "text", "features", "utils", "pretrained"),
+        settings=stage_settings(PARAMS, "generate"),
+        code=stage_code("generate"),
         cli=CLI_CONFIG,
     threads: 2
     log:
@@ -34,8 +34,8 @@ rule evaluate:
         fad=f"{P.METRICS}/fad.json",
         conditioning=f"{P.METRICS}/conditioning.json",
     params:
-        settings=section(PARAMS, "evaluate", "generate", "pretrained"),
-        code=source_fingerprint("evaluation", "data", "training", "utils", "pretrained"),
+        settings=stage_settings(PARAMS, "evaluate"),
+        code=stage_code("evaluate"),
         cli=CLI_CONFIG,
     threads: 2
     log:

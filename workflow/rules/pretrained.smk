@@ -12,9 +12,9 @@ rule fetch_pretrained:
     wildcard_constraints:
         name="|".join(PIPELINE_MODELS),
     params:
-        settings=lambda wildcards: {"model": PARAMS["pretrained"][wildcards.name],
-                                    "endpoints": section(PARAMS["pretrained"], "hf_endpoint", "zenodo_api")},
-        code=source_fingerprint("pretrained", "data", "utils"),
+        settings=lambda wildcards: {**stage_settings(PARAMS, "fetch_pretrained"),
+                                    "model": PARAMS["pretrained"][wildcards.name]},
+        code=stage_code("fetch_pretrained"),
         cli=CLI_CONFIG,
     log:
         f"{P.LOGS}/fetch_pretrained_{{name}}.log",

@@ -1,7 +1,7 @@
 # The listening report: `snakemake --report report.html` after a run shows, per dev prompt, the
 # generated clip (player), its log-mel next to the reference's, and a metrics page. This rule
-# only writes those pages (scenesynth.evaluation.report); Snakemake's report embeds them.
-from scenesynth.evaluation.report import prompt_labels
+# only writes those pages (scenesynth.report.pages); Snakemake's report embeds them.
+from scenesynth.workflow.rules import prompt_labels
 
 REPORT = P.REPORT
 
@@ -24,8 +24,8 @@ rule report_assets:
         metrics=report(f"{REPORT}/metrics.html", caption="../report/metrics.rst", category="Metrics"),
         captions=f"{REPORT}/prompts.json",
     params:
-        settings=section(PARAMS, "audio", "generate", "evaluate"),
-        code=source_fingerprint("evaluation", "features", "data", "utils"),
+        settings=stage_settings(PARAMS, "report_assets"),
+        code=stage_code("report_assets"),
         cli=CLI_CONFIG,
     log:
         f"{P.LOGS}/report_assets.log",

@@ -14,8 +14,8 @@ rule train:
         model=f"{P.RUN}/model.pt",
         metrics=f"{P.METRICS}/train.json",
     params:
-        settings=train_settings(PARAMS),
-        code=source_fingerprint("models", "losses", "training", "text", "features", "inference", "utils"),
+        settings=stage_settings(PARAMS, "train"),
+        code=stage_code("train"),
         cli=CLI_CONFIG,
     threads: train_threads(PARAMS)
     log:

@@ -1,18 +1,26 @@
 """The acquire stage: produce the raw training/dev data and its manifest.
 
 `demo` synthesises the embedded demo dataset. The paper's sources (AudioCaps
-from YouTube, WavCaps' AudioSet_SL part from Hugging Face; SPEC.md section 7)
-need the internet: their own rules fetch them (data/sources.py), and this stage
+from YouTube, WavCaps' AudioSet_SL part from Hugging Face; docs/paper.md section 7)
+need the internet: their own rules fetch them (data/audiocaps.py, data/wavcaps.py), and this stage
 merges their manifests into one.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
-from scenesynth.data.manifest import write_manifest
+import pandas as pd
+
+from scenesynth.data.manifest import read_manifest, write_manifest
+from scenesynth.data.demo.scenes import synthesize_demo
+from scenesynth.data.wavcaps import apply_blacklist, merge_sources
 from scenesynth.utils.atomic import write_json
 from scenesynth.utils.parallel import resolve_workers
+
+log = logging.getLogger(__name__)
 
 
 class SourceUnavailable(RuntimeError):
@@ -27,8 +35,6 @@ def acquire(params: dict, out_dir: str | Path, sources: dict[str, str | Path] | 
     out_dir = Path(out_dir)
     source = params["data"]["source"]
     if source == "demo":
-        from scenesynth.data.demo import synthesize_demo
-
         cfg = params["data"]["demo"]
         df = synthesize_demo(
             out_dir,
@@ -51,6 +57,49 @@ def acquire(params: dict, out_dir: str | Path, sources: dict[str, str | Path] | 
             "(run `snakemake --cores all` to fetch them, or `scenesynth fetch-audiocaps-audio` / "
             "`scenesynth fetch-wavcaps` by hand)."
         )
-    from scenesynth.data.sources import merge_training_sources
-
     return merge_training_sources(params, sources["audiocaps"], sources["wavcaps"], out_dir, sources.get("dev"))
+
+
+_ID_LINE = re.compile(r"^\s*Y?([A-Za-z0-9_-]{11})(?:\.\w+)?\s*(?:[,#].*)?$")
+
+
+def read_excluded_ids(path: str | Path | None) -> set[str]:
+    """YouTube ids (one per line, optional `Y` prefix / suffix / trailing comment) never to train on."""
+    if not path:
+        return set()
+    ids = set()
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _ID_LINE.match(line)
+        if not match:
+            raise ValueError(f"{path}: line {number}: not a YouTube id: {line.strip()!r}")
+        ids.add(match.group(1))
+    return ids
+
+
+def merge_training_sources(params: dict, audiocaps_manifest: str | Path, wavcaps_manifest: str | Path,
+                           out_dir: str | Path, dev_manifest: str | Path | None = None) -> Path:
+    """One manifest: training rows (a video in both sources keeps its AudioCaps row, see
+    wavcaps.merge_sources) plus, if given, the evaluation prompts as the `dev` split."""
+    out_dir = Path(out_dir)
+    audiocaps = read_manifest(audiocaps_manifest)
+    wavcaps = read_manifest(wavcaps_manifest)
+    merged, counts = merge_sources(audiocaps, wavcaps)
+    excluded = read_excluded_ids(params["data"]["exclude_ids"])
+    merged, counts["excluded_by_list"] = apply_blacklist(merged, excluded)
+    if dev_manifest:
+        dev = read_manifest(dev_manifest)
+        clash = set(dev["key"]) & set(merged["key"])
+        if clash:
+            raise ValueError(f"{dev_manifest}: dev keys also used by training clips: {sorted(clash)[:3]}")
+        merged = pd.concat([merged, dev], ignore_index=True)
+        counts["dev_prompts"] = len(dev)
+    manifest = out_dir / "manifest.parquet"
+    write_manifest(merged, manifest)
+    write_json(out_dir / "source.json", {"source": "audiocaps_wavcaps", "synthetic": False, "n_clips": len(merged),
+                                         "counts": counts,
+                                         "duplicate_rule": "one row per YouTube id; AudioCaps wins over WavCaps; "
+                                                           "within AudioCaps the lowest audiocap_id"})
+    log.info("training manifest: %d clips (%s)", len(merged), counts)
+    return manifest

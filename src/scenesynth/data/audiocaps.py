@@ -1,4 +1,4 @@
-"""AudioCaps: the official CSVs and the 10 s YouTube segments they point to (SPEC.md section 7).
+"""AudioCaps: the official CSVs and the 10 s YouTube segments they point to (docs/paper.md section 7).
 
 The audio only exists on YouTube, and about 9 % of the videos are gone, so this
 module is built around failure: every clip is fetched by yt-dlp (+ ffmpeg) from
@@ -22,10 +22,14 @@ from typing import Callable
 
 import pandas as pd
 
-from scenesynth.utils.atomic import atomic_path
+from scenesynth.audio_io import AUDIO_SUFFIXES
+from scenesynth.data.manifest import probe_clips, write_manifest, write_rejects
+from scenesynth.fetch.download import download_options, fetch_recorded
+from scenesynth.utils.atomic import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
+SPLITS = ("train", "val", "test")
 EXPECTED_ROWS = {"train": 49838, "val": 2475, "test": 4875}
 CSV_COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
 CLIP_SECONDS = 10.0
@@ -172,3 +176,73 @@ def fetch_audiocaps_audio(table: pd.DataFrame, out_dir: str | Path, *, workers: 
                 "failures_by_reason": pd.Series([r["reason"] for r in rows], dtype=str).value_counts().to_dict()}
     log.info("AudioCaps %s: %d / %d clips (%.1f %%)", out_dir, present, len(clips), 100 * coverage["coverage"])
     return coverage
+
+
+# ----------------------------------------------------------------------------- the fetch-audiocaps-* stages
+
+def fetch_audiocaps_csvs(params: dict, out_dir: str | Path) -> dict[str, Path]:
+    """The three official CSVs into ``out_dir`` (validated; row counts compared with the paper's)."""
+    cfg, out_dir = params["data"]["audiocaps"], Path(out_dir)
+    paths = {}
+    for split in SPLITS:
+        path = fetch_recorded(cfg["csv_url"].format(split=split), out_dir / f"{split}.csv",
+                              out_dir / "checksums.json", **download_options(params))
+        rows = len(read_audiocaps_csv(path))
+        if rows != EXPECTED_ROWS[split]:
+            log.warning("%s: %d rows, the published %s split has %d", path, rows, split, EXPECTED_ROWS[split])
+        paths[split] = path
+    return paths
+
+
+def find_local_clips(folder: str | Path, table: pd.DataFrame) -> dict[str, Path]:
+    """Map YouTube ids of ``table`` to audio files in ``folder`` (any depth).
+
+    Accepted names (the stems used by the usual redistributions): ``<id>``, ``Y<id>``,
+    ``<audiocap_id>`` and ``<id>_<start seconds>``, with a .flac/.wav/.ogg/.mp3 suffix.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: data.audiocaps.audio_dir is not a folder")
+    by_stem = {p.stem: p for p in sorted(folder.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES}
+    found = {}
+    for yid, cap_id, start in zip(table["youtube_id"], table["audiocap_id"], table["start_time"]):
+        for stem in (yid, f"Y{yid}", str(cap_id), f"{yid}_{int(start)}", f"{yid}_{int(start) * 1000}"):
+            if stem in by_stem:
+                found[yid] = by_stem[stem]
+                break
+    return found
+
+
+def fetch_audiocaps_clips(params: dict, csv_dir: str | Path, out_dir: str | Path) -> dict:
+    """Audio of the configured splits -> ``out_dir/manifest.parquet``; returns coverage per split."""
+    cfg, out_dir = params["data"]["audiocaps"], Path(out_dir)
+    audio_dir = out_dir / "audio"
+    coverage, rows = {}, []
+    for split in cfg["splits"]:
+        table = read_audiocaps_csv(Path(csv_dir) / f"{split}.csv")
+        if cfg["audio_dir"]:
+            present = find_local_clips(cfg["audio_dir"], table)
+            listed = table["youtube_id"].nunique()
+            coverage[split] = {"listed": int(listed), "downloaded": len(present),
+                               "coverage": len(present) / listed if listed else 0.0, "from": str(cfg["audio_dir"])}
+        else:
+            settings = FetchSettings(executable=cfg["yt_dlp"], timeout=cfg["timeout"], retries=cfg["retries"],
+                                        backoff=cfg["backoff"], cookies=cfg["cookies"], rate_limit=cfg["rate_limit"])
+            coverage[split] = fetch_audiocaps_audio(table, audio_dir, workers=cfg["workers"], settings=settings,
+                                                       retry_failed=cfg["retry_failed"])
+            present = {yid: audio_dir / f"{yid}.flac" for yid in table["youtube_id"]
+                       if (audio_dir / f"{yid}.flac").is_file()}
+        for record in table.to_dict("records"):
+            if record["youtube_id"] in present:
+                rows.append({**record, "path": str(present[record["youtube_id"]]), "audiocaps_split": split})
+    table = pd.DataFrame(rows, columns=[*CSV_COLUMNS, "path", "audiocaps_split"])
+    table = table.sort_values(["youtube_id", "audiocap_id"]).drop_duplicates("youtube_id")
+    manifest, rejects = probe_clips(table.assign(key="ac_" + table["youtube_id"], source="audiocaps"))
+    write_rejects(rejects, out_dir / "rejects.csv")
+    write_manifest(manifest, out_dir / "manifest.parquet")
+    report = {"splits": coverage, "clips": len(manifest), "unreadable": len(rejects)}
+    write_json(out_dir / "coverage.json", report)
+    for split, numbers in coverage.items():
+        log.info("AudioCaps %s: %d of %d clips (%.1f %%)", split, numbers["downloaded"], numbers["listed"],
+                 100 * numbers["coverage"])
+    return report

@@ -1,4 +1,4 @@
-"""The DCASE 2024 Task 7 development set: 60 prompts and their reference audio (SPEC.md section 6).
+"""The DCASE 2024 Task 7 development set: 60 prompts and their reference audio (docs/paper.md section 6).
 
 Fetched from Zenodo at run time (its licence is unclear, so it is never vendored), every file
 checked against Zenodo's size and md5, archives extracted safely (audio members only, no path
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from scenesynth.data.archive import extract_flac_members, iter_members, read_member
-from scenesynth.data.manifest import write_manifest, write_rejects
-from scenesynth.data.sources import AUDIO_SUFFIXES, _download_options, probe_clips
-from scenesynth.data.zenodo import fetch_record
+from scenesynth.fetch.archive import extract_flac_members, iter_members, read_member
+from scenesynth.audio_io import AUDIO_SUFFIXES
+from scenesynth.data.manifest import probe_clips, write_manifest, write_rejects
+from scenesynth.fetch.download import download_options
+from scenesynth.fetch.zenodo import fetch_record
 from scenesynth.utils.atomic import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def fetch_dcase_dev(params: dict, out_dir: str | Path) -> dict:
     """Download + extract the record, then write ``out_dir/manifest.parquet`` (split `dev`)."""
     cfg, out_dir = params["data"]["dcase_dev"], Path(out_dir)
     files = fetch_record(cfg["api"], cfg["record"], out_dir / "download", keys=cfg["files"],
-                         **_download_options(params))
+                         **download_options(params))
     audio_dir = out_dir / "audio"
     rejects = []
     for path in files:

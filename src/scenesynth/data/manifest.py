@@ -8,10 +8,12 @@ absolute paths back.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
+from scenesynth.audio_io import AudioReadError, probe
 from scenesynth.utils.atomic import atomic_path
 
 REQUIRED_COLUMNS = ("key", "path", "caption", "source", "duration", "sample_rate", "split")
@@ -68,3 +70,23 @@ def write_rejects(rows: list[dict], path: str | Path) -> None:
     df = pd.DataFrame(rows, columns=list(REJECT_COLUMNS)).sort_values("key", kind="stable")
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
+
+
+def probe_clips(table: pd.DataFrame, workers: int = 16, split: str = "train") -> tuple[pd.DataFrame, list[dict]]:
+    """Add duration and sample_rate from each file's header; unreadable files become rejects."""
+    def header(path: str):
+        try:
+            return probe(path), ""
+        except AudioReadError as err:
+            return None, str(err)
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(header, table["path"]))
+    ok = [r is not None for r, _ in results]
+    rejects = [{"key": key, "path": path, "stage": "acquire", "reason": reason}
+               for key, path, (r, reason) in zip(table["key"], table["path"], results) if r is None]
+    good = table[ok].copy()
+    good["duration"] = [r[0] for r, _ in results if r is not None]
+    good["sample_rate"] = [r[1] for r, _ in results if r is not None]
+    good["split"] = split
+    return good.reset_index(drop=True), rejects

@@ -1,6 +1,6 @@
 """Resample every clip of a manifest to the vocoder's rate (48 kHz), mono 16-bit FLAC (or WAV).
 
-soundfile reads, soxr resamples (SPEC.md section 0: torchaudio does not work
+soundfile reads, soxr resamples (docs/paper.md section 0: torchaudio does not work
 with this CPU torch). Unreadable, empty or non-finite inputs are skipped and
 recorded with their reason; outputs already present are kept (each was written
 atomically, so an existing file is complete), which makes an interrupted run
@@ -16,7 +16,6 @@ a few ms a clip faster (benchmarks/data_stage.py).
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +27,7 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
+from scenesynth.audio_io import AudioReadError, encode16_bytes, load_mono
 from scenesynth.data.manifest import read_manifest, write_manifest, write_rejects
 from scenesynth.config import fingerprint
 from scenesynth.utils.atomic import atomic_path, write_text
@@ -35,29 +35,6 @@ from scenesynth.utils.parallel import resolve_workers
 
 
 log = logging.getLogger(__name__)
-
-
-class AudioReadError(ValueError):
-    """An input clip cannot be used; the message is the reason recorded in rejects."""
-
-
-def load_mono(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read any soundfile format as mono float32, raising :class:`AudioReadError` with a reason."""
-    path = Path(path)
-    if not path.is_file():
-        raise AudioReadError("missing file")
-    if path.stat().st_size == 0:
-        raise AudioReadError("empty file (0 bytes)")
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise AudioReadError(f"unreadable audio: {err}") from err
-    if audio.shape[0] == 0:
-        raise AudioReadError("no samples")
-    audio = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1)  # a mean over one channel only copies
-    if not np.isfinite(audio).all():
-        raise AudioReadError("non-finite samples (NaN or Inf)")
-    return audio, int(rate)
 
 
 def resample_clip(src: str, dst: str, target_rate: int, quality: str) -> tuple[float, str | None]:
@@ -77,24 +54,6 @@ def resample_clip(src: str, dst: str, target_rate: int, quality: str) -> tuple[f
     with atomic_path(dst) as tmp:
         tmp.write_bytes(encoded)
     return len(audio) / target_rate, None
-
-
-def pcm16(audio: np.ndarray) -> np.ndarray:
-    """float -> int16 as libsndfile does when it writes float to PCM_16 FLAC (scale 32768,
-    round half to even, clip), so that converting here changes no output sample."""
-    scaled = np.rint(np.asarray(audio, dtype=np.float32) * np.float32(32768))
-    return np.clip(scaled, -32768, 32767, out=scaled).astype(np.int16)
-
-
-def encode16_bytes(audio: np.ndarray, rate: int, container: str = "FLAC") -> bytes:
-    """A mono 16-bit FLAC (or WAV) file's bytes, encoded in memory (one write to disk instead of many)."""
-    buffer = io.BytesIO()
-    sf.write(buffer, pcm16(audio), rate, subtype="PCM_16", format=container)
-    return buffer.getvalue()
-
-
-def flac16_bytes(audio: np.ndarray, rate: int) -> bytes:
-    return encode16_bytes(audio, rate, "FLAC")
 
 
 def _resample_job(args: tuple) -> tuple[float, str | None]:
@@ -117,10 +76,14 @@ def _discard_stale_audio(out_dir: Path, manifest_path: str | Path, target_rate: 
     write_text(marker, identity + "\n")
 
 
-def resample_manifest(manifest_path: str | Path, out_dir: str | Path, target_rate: int, quality: str,
-                      workers: int = 0, audio_format: str = "flac") -> tuple[pd.DataFrame, list[dict]]:
-    """Resample all clips; write ``out_dir/manifest.parquet`` and ``out_dir/rejects.csv``."""
+def resample_manifest(params: dict, manifest_path: str | Path, out_dir: str | Path,
+                      workers: int | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """Resample all clips to ``audio.sample_rate`` (``resample.quality``, ``resample.format``); write
+    ``out_dir/manifest.parquet`` and ``out_dir/rejects.csv``. ``workers``: None = ``resample.workers``."""
     out_dir = Path(out_dir)
+    target_rate, quality = params["audio"]["sample_rate"], params["resample"]["quality"]
+    audio_format = params["resample"]["format"]
+    workers = params["resample"]["workers"] if workers is None else workers
     df = read_manifest(manifest_path)
     _discard_stale_audio(out_dir, manifest_path, target_rate, quality, audio_format)
     destinations = [str(out_dir / "audio" / f"{key}.{audio_format}") for key in df["key"]]

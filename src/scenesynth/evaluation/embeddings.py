@@ -1,7 +1,7 @@
 """Clip embeddings for FAD, behind a registry so the config names the one in use.
 
-The paper's FAD uses PANNs Wavegram-Logmel-CNN14 (SPEC §6, ``panns.py``). It needs its ~330 MB
-public checkpoint; when that file is missing, asking for it fails loudly (EmbeddingUnavailable,
+The paper's FAD uses PANNs Wavegram-Logmel-CNN14 (docs/paper.md section 6, ``panns.py``). It needs its ~330 MB
+public checkpoint; when that file is missing, asking for it fails loudly (MissingPretrained,
 saying how to fetch it) instead of silently substituting something else. ``logmel_stats`` is the
 offline stand-in for demos and tests.
 """
@@ -16,24 +16,16 @@ import numpy as np
 import soxr
 import torch
 
+from scenesynth.audio_io import waveform
+from scenesynth.evaluation import panns
+
 __all__ = [
     "ClipEmbedding",
-    "EmbeddingUnavailable",
     "LogMelStatsEmbedding",
-    "PANNS_NAME",
     "embed_clips",
     "get_embedding",
     "known_embeddings",
 ]
-
-PANNS_NAME = "panns_wavegram_logmel"
-PANNS_CHECKPOINT = "Wavegram_Logmel_Cnn14_mAP=0.439.pth"
-PANNS_ZENODO_RECORD = "3987831"
-
-
-class EmbeddingUnavailable(RuntimeError):
-    """A known embedding that cannot be built here (missing implementation or checkpoint)."""
-
 
 class ClipEmbedding(Protocol):
     """What the FAD and conditioning stages need from an embedding."""
@@ -84,7 +76,7 @@ class LogMelStatsEmbedding:
 
     def log_mel(self, wave: np.ndarray) -> np.ndarray:
         """Log-mel spectrogram [n_mels, frames] in dB, computed in float64 for reproducibility."""
-        signal = _as_mono_float(wave)
+        signal = waveform(wave)
         if signal.shape[0] < self.n_fft:
             # Reflect padding needs more than n_fft // 2 samples; pad very short clips with silence.
             signal = np.pad(signal, (0, self.n_fft - signal.shape[0]))
@@ -115,39 +107,23 @@ class LogMelStatsEmbedding:
         return np.concatenate(parts).astype(np.float32)
 
 
-def _as_mono_float(wave: np.ndarray) -> np.ndarray:
-    signal = np.asarray(wave)
-    if signal.ndim != 1:
-        raise ValueError(f"expected a mono waveform of shape [n], got shape {signal.shape}")
-    if signal.shape[0] == 0:
-        raise ValueError("empty waveform")
-    signal = signal.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(signal)):
-        raise ValueError("waveform contains NaN or inf")
-    return signal
-
-
 def _logmel_stats(checkpoint: Path | None, device: str) -> ClipEmbedding:
     return LogMelStatsEmbedding()  # no weights, CPU numpy: both arguments are irrelevant
 
 
 def _panns(checkpoint: Path | None, device: str) -> ClipEmbedding:
-    # Imported here: panns imports this module (EmbeddingUnavailable), and torch model code is only
-    # needed when PANNs is asked for.
-    from scenesynth.evaluation import panns
-
     return panns.PannsEmbedding(checkpoint if checkpoint is not None else panns.DEFAULT_PANNS_CHECKPOINT,
                                 device=device)
 
 
 _REGISTRY: dict[str, Callable[[Path | None, str], ClipEmbedding]] = {
     LogMelStatsEmbedding.name: _logmel_stats,
-    PANNS_NAME: _panns,
+    panns.NAME: _panns,
 }
 
 
 def known_embeddings() -> list[str]:
-    """Names ``get_embedding`` recognises (some may still raise EmbeddingUnavailable)."""
+    """Names ``get_embedding`` recognises (some may still raise MissingPretrained)."""
     return sorted(_REGISTRY)
 
 
@@ -157,7 +133,7 @@ def get_embedding(name: str, *, checkpoint: str | Path | None = None, device: st
     ``checkpoint``: weights file for embeddings that have one (PANNs; default
     ``data/pretrained/panns/Wavegram_Logmel_Cnn14_mAP=0.439.pth``, relative to the working
     directory); ignored by ``logmel_stats``. ``device``: where the network runs.
-    Raises EmbeddingUnavailable for a known name that cannot be built here (e.g. its checkpoint is
+    Raises MissingPretrained for a known name that cannot be built here (e.g. its checkpoint is
     missing), ValueError for an unknown name.
     """
     factory = _REGISTRY.get(name)
@@ -180,7 +156,7 @@ def embed_clips(
         raise ValueError("no clips to embed")
     signals = []
     for wave in waves:
-        signal = _as_mono_float(wave)
+        signal = waveform(wave)
         if sample_rate != embedding.sample_rate:
             signal = soxr.resample(signal, sample_rate, embedding.sample_rate, quality="HQ")
         signals.append(signal.astype(np.float32))

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soxr
 
 from scenesynth import paths
 from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest
-from scenesynth.data.resample import AudioReadError, load_mono
+from scenesynth.audio_io import AudioReadError, load_mono
 from scenesynth.evaluation.conditioning import conditioning_features, score_features
 from scenesynth.evaluation.embeddings import embed_clips, get_embedding
 from scenesynth.evaluation.frechet import frechet_distance, gaussian_stats
-from scenesynth.training.tracking import log_to_run, stand_ins
+from scenesynth.tracking import log_to_run, stand_ins
 from scenesynth.utils.atomic import write_json
 from scenesynth.utils.device import inference_device
 
@@ -31,8 +32,6 @@ MAX_CLASSIFIER_CLIPS = 600
 
 
 def _load_at(paths: list[str], rate: int) -> list[np.ndarray]:
-    import soxr
-
     waves = []
     for path in paths:
         wave, source_rate = load_mono(path)

@@ -1,6 +1,6 @@
 """Frechet distance between two Gaussians fitted to clip embeddings (the D in FAD).
 
-FD = |mu1 - mu2|^2 + Tr(C1) + Tr(C2) - 2 Tr((C1 C2)^(1/2)), with unbiased covariances (SPEC §6).
+FD = |mu1 - mu2|^2 + Tr(C1) + Tr(C2) - 2 Tr((C1 C2)^(1/2)), with unbiased covariances (docs/paper.md section 6).
 
 Why not ``scipy.linalg.sqrtm(C1 @ C2)``: with 60 reference clips and 2048-d embeddings both
 covariances have rank <= 59, ``C1 @ C2`` is singular and non-symmetric, and sqrtm returns complex
@@ -31,7 +31,7 @@ __all__ = [
 def gaussian_stats(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean [D] and unbiased covariance [D, D] (ddof=1) of embeddings [N, D], in float64.
 
-    The unbiased estimate is what SPEC §6 and fadtk use; it needs at least two rows.
+    The unbiased estimate is what docs/paper.md section 6 and fadtk use; it needs at least two rows.
     """
     emb = np.asarray(emb, dtype=np.float64)
     if emb.ndim != 2:

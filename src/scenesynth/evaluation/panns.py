@@ -31,14 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scenesynth import paths, pretrained
-from scenesynth.evaluation.embeddings import (
-    PANNS_CHECKPOINT,
-    PANNS_NAME,
-    PANNS_ZENODO_RECORD,
-    EmbeddingUnavailable,
-    _as_mono_float,
-)
+from scenesynth import paths
+from scenesynth.audio_io import waveform
+from scenesynth.pretrained.models import MissingPretrained, fetch_hint
 
 __all__ = [
     "DEFAULT_PANNS_CHECKPOINT",
@@ -55,9 +50,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+NAME = "panns_wavegram_logmel"  # params.yaml's evaluate.fad_embedding for this network
+PANNS_CHECKPOINT = "Wavegram_Logmel_Cnn14_mAP=0.439.pth"
+PANNS_ZENODO_RECORD = "3987831"
 DEFAULT_PANNS_CHECKPOINT = Path(paths.PRETRAINED) / "panns" / PANNS_CHECKPOINT
 PANNS_URL = f"https://zenodo.org/records/{PANNS_ZENODO_RECORD}/files/Wavegram_Logmel_Cnn14_mAP%3D0.439.pth"
-FETCH_HINT = pretrained.FETCH_HINT.format(name="panns")
+FETCH_HINT = fetch_hint("panns")
 
 SAMPLE_RATE = 32_000
 N_FFT = 1024
@@ -324,7 +322,7 @@ def load_panns(
     """The network with the checkpoint's weights (strict), in eval mode on ``device``, frozen."""
     path = Path(checkpoint_path)
     if not path.is_file():
-        raise EmbeddingUnavailable(
+        raise MissingPretrained(
             f"{path}: PANNs checkpoint not found. It is {PANNS_CHECKPOINT} from Zenodo record "
             f"{PANNS_ZENODO_RECORD} ({PANNS_URL}); {FETCH_HINT}. For the offline demo set "
             "`evaluate.fad_embedding: logmel_stats` (its FAD values are not comparable to the paper's "
@@ -355,7 +353,7 @@ def load_panns(
 class PannsEmbedding:
     """``ClipEmbedding`` for FAD: one 2048-d float64 vector per 32 kHz mono clip."""
 
-    name = PANNS_NAME
+    name = NAME
     sample_rate = SAMPLE_RATE
     dim = EMBEDDING_DIM
 
@@ -369,7 +367,7 @@ class PannsEmbedding:
     @staticmethod
     def _prepare(wave: np.ndarray) -> np.ndarray:
         """float32 (the public dtype), zero-padded at the end to a length the network accepts."""
-        signal = _as_mono_float(wave).astype(np.float32)
+        signal = waveform(wave).astype(np.float32)
         return np.pad(signal, (0, usable_length(signal.shape[0]) - signal.shape[0]))
 
     def embed_batch(self, waves: list[np.ndarray]) -> np.ndarray:
@@ -395,6 +393,6 @@ class PannsEmbedding:
     def log_mel(self, wave: np.ndarray) -> np.ndarray:
         """The network's log-mel input [64, frames] in dB (float64 copy of the float32 front end);
         the clip needs more than 512 samples (reflect padding)."""
-        signal = torch.from_numpy(_as_mono_float(wave).astype(np.float32))[None].to(self.device)
+        signal = torch.from_numpy(waveform(wave).astype(np.float32))[None].to(self.device)
         with torch.inference_mode():
             return self.model.log_mel(signal)[0, 0].T.double().cpu().numpy()

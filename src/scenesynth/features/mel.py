@@ -1,4 +1,4 @@
-"""The audio front end of the 48 kHz HiFi-GAN vocoder (SPEC.md section 1).
+"""The audio front end of the 48 kHz HiFi-GAN vocoder (docs/paper.md section 1).
 
 The generator is trained to produce log-mels that a pretrained vocoder turns back
 into audio. A vocoder only gives sound, not noise, for mels computed exactly as
@@ -85,7 +85,7 @@ _THREAD_BUFFERS = threading.local()  # per thread: {MelSettings: _ClipBuffers}
 
 @dataclass(frozen=True)
 class MelSettings:
-    """Front-end settings; the defaults are the vocoder's (SPEC.md section 1)."""
+    """Front-end settings; the defaults are the vocoder's (docs/paper.md section 1)."""
 
     sample_rate: int = 48000
     n_fft: int = 2048
@@ -147,18 +147,13 @@ class MelFrontEnd:
         self._cache: dict[tuple[str, torch.dtype, torch.device], Any] = {}
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], strict: bool = True) -> "MelFrontEnd":
-        """Build from a settings dict; missing keys take the vocoder's values.
-
-        Unknown keys raise (``strict``) so a typo such as ``hop_len`` cannot
-        silently fall back to a default; pass ``strict=False`` to hand in a
-        larger config section and ignore keys that are not front-end settings.
-        """
-        unknown = sorted(set(cfg) - set(cls.CONFIG_KEYS))
-        if unknown and strict:
-            raise ValueError(f"unknown front-end settings: {unknown}; known: {list(cls.CONFIG_KEYS)}")
-        kwargs = {key: cfg[key] for key in cls.CONFIG_KEYS if key in cfg}
-        return cls(MelSettings(**kwargs))
+    def from_params(cls, audio: Mapping[str, Any]) -> "MelFrontEnd":
+        """The front end of params.yaml's `audio:` section (or a model file's copy of it): the one way
+        every stage builds it. Every setting must be there and nothing else, so no typo falls back to a default."""
+        unknown, missing = sorted(set(audio) - set(cls.CONFIG_KEYS)), sorted(set(cls.CONFIG_KEYS) - set(audio))
+        if unknown or missing:
+            raise ValueError(f"front-end settings: unknown {unknown}, missing {missing}; known: {list(cls.CONFIG_KEYS)}")
+        return cls(MelSettings(**audio))
 
     def to_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)

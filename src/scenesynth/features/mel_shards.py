@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest, write_rejects
-from scenesynth.data.resample import AudioReadError, load_mono
+from scenesynth.audio_io import AudioReadError, load_mono
 from scenesynth.features.mel import MelFrontEnd
 from scenesynth.features.shards import write_shards
 from scenesynth.utils.parallel import resolve_workers
@@ -29,7 +29,7 @@ _FRONT_END: MelFrontEnd | None = None
 def _init_worker(audio_cfg: dict) -> None:
     global _FRONT_END
     torch.set_num_threads(1)  # one process per core does the parallelism
-    _FRONT_END = MelFrontEnd.from_config(audio_cfg)
+    _FRONT_END = MelFrontEnd.from_params(audio_cfg)
 
 
 def _mel_job(args: tuple[str, str]) -> tuple[str, np.ndarray | None, int, str | None]:
@@ -54,10 +54,14 @@ def _meta(row: pd.Series, true_frames: int) -> dict:
     return meta
 
 
-def build_mel_shards(manifest_path: str | Path, out_dir: str | Path, audio_cfg: dict, shard_size: int,
-                     seed: int, workers: int = 0, split: str = "train") -> dict:
-    """Write ``out_dir/{split}-NNNNNN.tar`` shards, ``index.json`` and ``rejects.csv``."""
+def build_mel_shards(params: dict, manifest_path: str | Path, out_dir: str | Path, workers: int | None = None,
+                     split: str = "train") -> dict:
+    """Write ``out_dir/{split}-NNNNNN.tar`` shards (``mel.shard_size`` samples each, the front end of
+    ``audio``, clips shuffled with ``seed``), ``index.json`` and ``rejects.csv``.
+    ``workers``: None = ``mel.workers``."""
     out_dir = Path(out_dir)
+    audio_cfg, shard_size, seed = params["audio"], params["mel"]["shard_size"], params["seed"]
+    workers = params["mel"]["workers"] if workers is None else workers
     df = read_manifest(manifest_path)
     df = df[df["split"] == split].sort_values("key").reset_index(drop=True)
     if df.empty:

@@ -1,4 +1,4 @@
-"""The generate stage: one 4 s, 32 kHz, 16-bit WAV per dev prompt and seed (SPEC.md section 5).
+"""The generate stage: one 4 s, 32 kHz, 16-bit WAV per dev prompt and seed (docs/paper.md section 5).
 
 Per prompt: `n_candidates` mels from the generator; with CLAP, all are vocoded,
 the best kept by CLAP's audio-text similarity, then the best of `n_crops` random
@@ -27,22 +27,18 @@ from tqdm import tqdm
 from scenesynth import paths
 from scenesynth.data.manifest import read_dev_prompts
 from scenesynth.features.mel import MelFrontEnd
+from scenesynth.inference.griffin_lim import griffin_lim
+from scenesynth.inference.hifigan import load_hifigan
+from scenesynth.inference.rerank import ClapReranker
 from scenesynth.models import build_models
-from scenesynth.pretrained import checkpoint_record, needed_models
+from scenesynth.pretrained.folder import checkpoint_record
+from scenesynth.pretrained.models import needed_models
 from scenesynth.text.cache import TextCache
 from scenesynth.config import fingerprint
 from scenesynth.utils.atomic import atomic_path, write_json, write_text
 from scenesynth.utils.device import inference_device
 
 log = logging.getLogger(__name__)
-
-
-class VocoderUnavailable(RuntimeError):
-    """The configured vocoder cannot run here; the message says what to get."""
-
-
-class RerankerUnavailable(RuntimeError):
-    """The configured re-ranker cannot run here; the message says what to get."""
 
 
 def load_model(model_path: str | Path, device: torch.device):
@@ -59,13 +55,9 @@ def make_vocoder(gen_cfg: dict, front_end: MelFrontEnd, pretrained: str | Path =
                  device: torch.device | str = "cpu"):
     """``vocoder(mels [B, n_mels, T], seed) -> waves [B, samples]`` at the front end's rate."""
     if gen_cfg["vocoder"] == "griffin_lim":
-        from scenesynth.inference.griffin_lim import griffin_lim
-
         return lambda mels, seed: np.stack([griffin_lim(m, front_end, n_iter=gen_cfg["griffin_lim_iters"], seed=seed)
                                             for m in mels])
-    from scenesynth.inference.hifigan import load_hifigan
-
-    vocoder = load_hifigan(Path(pretrained) / "hifigan_48k", device)  # VocoderUnavailable says how to fetch it
+    vocoder = load_hifigan(Path(pretrained) / "hifigan_48k", device)  # MissingPretrained says how to fetch it
     vocoder.check_front_end(front_end.settings)
     return lambda mels, seed: np.asarray(vocoder(mels)).reshape(len(mels), -1)
 
@@ -74,8 +66,6 @@ def make_reranker(gen_cfg: dict, pretrained: str | Path = paths.PRETRAINED, devi
     """The CLAP audio-text re-ranker, or None when params choose the discriminator's G2S score."""
     if gen_cfg["rerank"] != "clap":
         return None
-    from scenesynth.inference.rerank import ClapReranker
-
     return ClapReranker(Path(pretrained) / "clap_rerank", device=str(device))
 
 
@@ -102,7 +92,7 @@ def to_output_rate(crop: np.ndarray, rate: int, out_rate: int, seconds: float) -
 
 def pick_clip(mels: torch.Tensor, caption: str, text_batch, discriminator, vocoder, reranker, gen_cfg: dict,
               rate: int, seed: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """SPEC.md section 5 for one prompt: best candidate, then best crop; returns (clip at out rate, choice).
+    """docs/paper.md section 5 for one prompt: best candidate, then best crop; returns (clip at out rate, choice).
 
     With CLAP every candidate is vocoded and scored as audio, then `n_crops` crops of the best;
     with the discriminator (offline) the mels are scored and one random crop is taken, since
@@ -150,7 +140,7 @@ def generate_dev_set(params: dict, model_path: str | Path, text: str | Path, man
     if cache.encoder != saved["text"]["encoder"]:
         raise ValueError(f"{text}: text encoder {cache.encoder!r} differs from the one the model was trained "
                          f"with ({saved['text']['encoder']!r})")
-    front_end = MelFrontEnd.from_config(saved["audio"])
+    front_end = MelFrontEnd.from_params(saved["audio"])
     vocoder = make_vocoder(gen_cfg, front_end, pretrained, device)
     dev = read_dev_prompts(manifest)
     out_dir = Path(out_dir)

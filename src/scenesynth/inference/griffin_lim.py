@@ -1,7 +1,7 @@
 """Griffin-Lim: an offline STAND-IN for the 48 kHz HiFi-GAN vocoder.
 
 The real pipeline turns generated log-mels into audio with the pretrained 48 kHz
-HiFi-GAN of AudioLDM 2 / AudioSR (SPEC.md section 1). Its weights are not always
+HiFi-GAN of AudioLDM 2 / AudioSR (docs/paper.md section 1). Its weights are not always
 at hand (licence, offline machines, tests), so this module inverts the exact
 front end of ``scenesynth.features.mel`` instead. The audio is intelligible
 enough to check a pipeline end to end, listen for gross errors and compute

@@ -39,6 +39,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from scenesynth import paths
+from scenesynth.pretrained.models import MissingPretrained, fetch_hint
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin",
                    "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")  # format (c)
 COMBINED_PREFIX = "first_stage_model.vocoder."
 FETCH_HINT = (
-    "Fetch it with `scenesynth fetch-pretrained hifigan_48k` (Snakemake rule `fetch_pretrained`); the weights "
+    f"To fetch it, {fetch_hint('hifigan_48k')}; the weights "
     "are the 48 kHz HiFi-GAN inside the AudioLDM 2 48k (huggingface.co/haoheliu/audioldm_48k) and AudioSR "
     "(huggingface.co/haoheliu/audiosr_basic) releases, whose licences are partly non-commercial: check them "
     "before use. Offline, set `generate.vocoder: griffin_lim`."
@@ -62,13 +63,6 @@ _WN_NEW = ("parametrizations.weight.original0", "parametrizations.weight.origina
 
 class CheckpointError(ValueError):
     """A vocoder checkpoint exists but is not a loadable 48 kHz HiFi-GAN; the message says why."""
-
-
-def _unavailable(message: str) -> Exception:
-    # Lazy: generate.py imports the whole pipeline; it owns the class the CLI reports on.
-    from scenesynth.inference.generate import VocoderUnavailable
-
-    return VocoderUnavailable(message)
 
 
 @dataclass(frozen=True)
@@ -244,7 +238,7 @@ def _read_speecht5(folder: Path) -> tuple[HifiGanConfig, dict, Path]:
     config = HifiGanConfig.from_speecht5(_read_json(folder / CONFIG_FILE), folder / CONFIG_FILE)
     weights = next((folder / name for name in HF_WEIGHT_FILES if (folder / name).is_file()), None)
     if weights is None:
-        raise _unavailable(f"{folder}: config.json names a SpeechT5HifiGan but none of {list(HF_WEIGHT_FILES)} "
+        raise MissingPretrained(f"{folder}: config.json names a SpeechT5HifiGan but none of {list(HF_WEIGHT_FILES)} "
                            f"is there. {FETCH_HINT}")
     if weights.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -325,10 +319,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
         for candidate in [path / GENERATOR_FILE, *generators[-1:], path / AUDIOLDM_48K_FILE, path / AUDIOSR_FILE]:
             if candidate.is_file():
                 return candidate
-        raise _unavailable(f"{path}: no vocoder checkpoint in this folder (looked for {GENERATOR_FILE}, g_*, "
+        raise MissingPretrained(f"{path}: no vocoder checkpoint in this folder (looked for {GENERATOR_FILE}, g_*, "
                            f"{AUDIOLDM_48K_FILE}, {AUDIOSR_FILE}, or config.json + {HF_WEIGHT_FILES[0]}). "
                            f"{FETCH_HINT}")
-    raise _unavailable(f"{path}: the 48 kHz HiFi-GAN checkpoint is missing. {FETCH_HINT}")
+    raise MissingPretrained(f"{path}: the 48 kHz HiFi-GAN checkpoint is missing. {FETCH_HINT}")
 
 
 def load_generator(path: str | Path) -> tuple[HifiGanGenerator, dict[str, torch.Tensor] | None, Path]:
@@ -371,7 +365,7 @@ class HifiGanVocoder:
     n_mels = property(lambda self: self.config.num_mels)
 
     def check_front_end(self, settings) -> None:
-        """Raise unless the mels come from the front end this vocoder was trained on (SPEC.md section 1)."""
+        """Raise unless the mels come from the front end this vocoder was trained on (docs/paper.md section 1)."""
         pairs = {"sample_rate": (settings.sample_rate, self.sample_rate),
                  "hop_length": (settings.hop_length, self.hop_length), "n_mels": (settings.n_mels, self.n_mels)}
         wrong = {name: pair for name, pair in pairs.items() if pair[0] != pair[1]}

@@ -1,4 +1,4 @@
-"""CLAP audio-text re-ranking of generated candidates (SPEC section 5).
+"""CLAP audio-text re-ranking of generated candidates (docs/paper.md section 5).
 
 The re-ranker is LAION-CLAP HTSAT-tiny, ``630k-audioset-best.pt``, whose transformers
 conversion is ``laion/clap-htsat-unfused`` (LAION-AI/CLAP#123, Ke Chen: "the unfused and
@@ -25,17 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scenesynth.pretrained import (DEFAULT_PRETRAINED_ROOT, FETCH_HINT, checkpoint_record, load_clap_model,
-                                   missing_model_files, offline_transformers)
+from scenesynth.pretrained.clap import load_clap_model, offline_transformers
+from scenesynth.pretrained.folder import checkpoint_record, missing_model_files
+from scenesynth.pretrained.models import DEFAULT_PRETRAINED_ROOT, MissingPretrained, fetch_hint
 
 SAMPLE_RATE = 48_000
 DEFAULT_CLAP_RERANK_DIR = DEFAULT_PRETRAINED_ROOT / "clap_rerank"
-
-
-def _unavailable(message: str) -> Exception:
-    from scenesynth.inference.generate import RerankerUnavailable  # lazy: generate will import this module
-
-    return RerankerUnavailable(message)
 
 
 def prepare_waves(waves: np.ndarray, max_samples: int) -> np.ndarray:
@@ -57,16 +52,16 @@ class ClapReranker:
         folder = Path(folder)
         missing = missing_model_files(folder, need_audio=True) if folder.is_dir() else ["the whole folder"]
         if missing:
-            raise _unavailable(
+            raise MissingPretrained(
                 f"{folder}: generate.rerank 'clap' needs the LAION-CLAP HTSAT-tiny checkpoint there "
-                f"(laion/clap-htsat-unfused, SPEC.md section 5) but {', '.join(missing)} is missing; "
-                f"{FETCH_HINT.format(name='clap_rerank')}. Offline, set `generate.rerank: discriminator`.")
+                f"(laion/clap-htsat-unfused, docs/paper.md section 5) but {', '.join(missing)} is missing; "
+                f"{fetch_hint('clap_rerank', folder.parent)}. Offline, set `generate.rerank: discriminator`.")
         transformers = offline_transformers()
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.extractor = transformers.ClapFeatureExtractor.from_pretrained(str(folder), local_files_only=True)
         self.model = load_clap_model(folder, device)
         if self.model.config.audio_config.enable_fusion or self.extractor.truncation == "fusion":
-            raise _unavailable(f"{folder}: a feature-fusion CLAP; the re-ranker expects the unfused "
+            raise MissingPretrained(f"{folder}: a feature-fusion CLAP; the re-ranker expects the unfused "
                                "laion/clap-htsat-unfused (630k-audioset-best)")
         if self.extractor.sampling_rate != SAMPLE_RATE:
             raise ValueError(f"{folder}: the feature extractor expects {self.extractor.sampling_rate} Hz, "

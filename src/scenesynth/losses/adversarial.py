@@ -1,4 +1,4 @@
-"""Hinge adversarial losses (SPEC section 4; paper eq. 1).
+"""Hinge adversarial losses (docs/paper.md section 4; paper eq. 1).
 
 Eq. 1 of the paper writes the hinge with min(0, .) per sample; this is the same
 loss averaged over the batch, written with relu as XMC-GAN and BigGAN do.

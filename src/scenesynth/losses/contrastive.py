@@ -1,11 +1,11 @@
-"""The four contrastive losses of the paper, as corrected in SPEC section 4.
+"""The four contrastive losses of the paper, as corrected in docs/paper.md section 4.
 
-Every feature is L2-normalised before every dot product (SPEC section 4), so each
+Every feature is L2-normalised before every dot product (docs/paper.md section 4), so each
 loss is invariant to the scale of its inputs. All losses are means over the batch
 and are computed in log-space (logsumexp / cross_entropy), so large logits (small
 tau, large gammas) give no overflow and masked terms are -inf, never NaN.
 
-Paper typos corrected here (SPEC section 4):
+Paper typos corrected here (docs/paper.md section 4):
 - SC (eq. 2) lacks its -log and uses w_i for the proxy; it is ContraGAN's 2C loss,
   whose numerator also holds the other samples with the same caption.
 - L2W: c_{k,i} = sum_r exp(alpha f) is a typo for sum_j alpha_ji r_j; eq. 6 has a
@@ -17,11 +17,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-
-DEFAULT_TAU = 0.1
-DEFAULT_GAMMA1 = 5.0
-DEFAULT_GAMMA2 = 5.0
-DEFAULT_GAMMA3 = 50.0
 
 # Below this norm a vector is treated as zero (F.normalize's clamp); padded words
 # are zero vectors and must not produce NaN.
@@ -48,7 +43,7 @@ def _diagonal_cross_entropy(logits: Tensor) -> Tensor:
 
 
 def sentence_contrastive_loss(
-    anchor: Tensor, proxy: Tensor, caption_ids: Tensor, tau: float = DEFAULT_TAU
+    anchor: Tensor, proxy: Tensor, caption_ids: Tensor, tau: float
 ) -> Tensor:
     """Sentence-conditioned contrastive loss (SC), ContraGAN's 2C form.
 
@@ -76,7 +71,7 @@ def sentence_contrastive_loss(
     return (torch.logsumexp(denominator, dim=1) - torch.logsumexp(numerator, dim=1)).mean()
 
 
-def fake_to_real_loss(fake_feature: Tensor, real_feature: Tensor, tau: float = DEFAULT_TAU) -> Tensor:
+def fake_to_real_loss(fake_feature: Tensor, real_feature: Tensor, tau: float) -> Tensor:
     """Fake-to-real contrastive loss (F2R, paper eq. 3).
 
     -log softmax_k(f^_i . f_k / tau)[i], mean over i: each fake global feature must be
@@ -90,11 +85,11 @@ def fake_to_real_loss(fake_feature: Tensor, real_feature: Tensor, tau: float = D
     return _diagonal_cross_entropy(logits)
 
 
-def global_to_sentence_loss(audio_embed: Tensor, text_embed: Tensor, tau: float = DEFAULT_TAU) -> Tensor:
+def global_to_sentence_loss(audio_embed: Tensor, text_embed: Tensor, tau: float) -> Tensor:
     """Global-to-sentence contrastive loss (G2S, paper eq. 4).
 
     -log softmax_k(f_i . s_k / tau)[i], mean over i, audio -> text direction only
-    (as the paper and SPEC write it). B = 1 gives exactly 0.
+    (as the paper and docs/paper.md section 4 write it). B = 1 gives exactly 0.
 
     audio_embed, text_embed: [B, P], both projected into one space.
     """
@@ -107,8 +102,8 @@ def word_region_scores(
     regions: Tensor,
     words: Tensor,
     word_mask: Tensor,
-    gamma1: float = DEFAULT_GAMMA1,
-    gamma2: float = DEFAULT_GAMMA2,
+    gamma1: float,
+    gamma2: float,
 ) -> Tensor:
     """Score matrix S[a, b] between the regions of audio a and the words of text b.
 
@@ -152,11 +147,11 @@ def local_to_word_loss(
     regions: Tensor,
     words: Tensor,
     word_mask: Tensor,
-    gamma1: float = DEFAULT_GAMMA1,
-    gamma2: float = DEFAULT_GAMMA2,
-    gamma3: float = DEFAULT_GAMMA3,
+    gamma1: float,
+    gamma2: float,
+    gamma3: float,
 ) -> Tensor:
-    """Local-to-word contrastive loss (L2W) as XMC-GAN implements it (SPEC section 4).
+    """Local-to-word contrastive loss (L2W) as XMC-GAN implements it (docs/paper.md section 4).
 
     L = CE(gamma3 S, I) + CE(gamma3 S^T, I) with S from word_region_scores: audio -> text
     and text -> audio. Padded words contribute nothing; B = 1 gives exactly 0.

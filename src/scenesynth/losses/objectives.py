@@ -1,10 +1,11 @@
-"""Which side of the GAN minimises which loss (SPEC section 4, as XMC-GAN).
+"""Which side of the GAN minimises which loss (docs/paper.md section 4, as XMC-GAN).
 
 D minimises hinge + SC, G2S, L2W on *real* pairs: it learns what matching
 audio/text looks like. G minimises hinge + SC, G2S, L2W on *fake* pairs, plus F2R
 against the (detached) real features of the same captions.
 
-cfg is the ``loss:`` section of params.yaml (schema: config/schema/loss.yaml).
+cfg is the ``loss:`` section of params.yaml, complete and validated by its schema when params are
+loaded (config/schema/loss.yaml): params.yaml holds the values, nothing here repeats them.
 A weight of 0 skips the term entirely (not computed, not logged).
 """
 
@@ -16,10 +17,6 @@ from torch import Tensor
 
 from scenesynth.losses.adversarial import hinge_d_loss, hinge_g_loss
 from scenesynth.losses.contrastive import (
-    DEFAULT_GAMMA1,
-    DEFAULT_GAMMA2,
-    DEFAULT_GAMMA3,
-    DEFAULT_TAU,
     fake_to_real_loss,
     global_to_sentence_loss,
     local_to_word_loss,
@@ -27,19 +24,6 @@ from scenesynth.losses.contrastive import (
 )
 
 WEIGHT_KEYS = ("hinge", "sc", "f2r", "g2s", "l2w")
-LOSS_DEFAULTS: dict[str, float] = {
-    "hinge": 1.0,
-    "sc": 1.0,
-    "f2r": 1.0,
-    "g2s": 1.0,
-    "l2w": 1.0,
-    "tau": DEFAULT_TAU,
-    "gamma1": DEFAULT_GAMMA1,
-    "gamma2": DEFAULT_GAMMA2,
-    "gamma3": DEFAULT_GAMMA3,
-}
-# Divisors: tau (logits / tau) and gamma2 ((1/gamma2) log-sum-exp) cannot be 0.
-_STRICTLY_POSITIVE = frozenset({"tau", "gamma2"})
 
 
 class DiscriminatorOutputLike(Protocol):
@@ -54,27 +38,6 @@ class DiscriminatorOutputLike(Protocol):
     regions: Tensor  # [B, R, E] local region features, for L2W
     words: Tensor  # [B, L, E] projected word features, for L2W
     word_mask: Tensor  # [B, L] bool, True = real token
-
-
-def resolve_loss_config(cfg: Mapping[str, float] | None) -> dict[str, float]:
-    """Fill in the paper defaults and reject what the schema would reject.
-
-    Checked here too (not only by the schema) so that a typo such as ``l2W: 0``
-    cannot silently train with the default weight.
-    """
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(LOSS_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown loss keys {unknown}; allowed: {sorted(LOSS_DEFAULTS)}")
-    resolved = {**LOSS_DEFAULTS}
-    for key, value in cfg.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"loss.{key} must be a number, got {value!r}")
-        strictly_positive = key in _STRICTLY_POSITIVE
-        if value < 0 or (strictly_positive and value == 0):
-            raise ValueError(f"loss.{key} must be {'> 0' if strictly_positive else '>= 0'}, got {value}")
-        resolved[key] = float(value)
-    return resolved
 
 
 def _conditional_terms(out: DiscriminatorOutputLike, caption_ids: Tensor, c: dict[str, float]) -> dict[str, Tensor]:
@@ -105,26 +68,25 @@ def discriminator_objective(
     real_out: DiscriminatorOutputLike,
     fake_out: DiscriminatorOutputLike,
     caption_ids: Tensor,
-    cfg: Mapping[str, float] | None,
+    cfg: Mapping[str, float],
 ) -> tuple[Tensor, dict[str, float]]:
     """D's loss: w_hinge*hinge_d + w_sc*SC(real) + w_g2s*G2S(real) + w_l2w*L2W(real).
 
     fake_out should come from detached generator output (the caller's job); only its
     logit is used. Log keys: d/hinge, d/sc, d/g2s, d/l2w (computed terms) and d/total.
     """
-    c = resolve_loss_config(cfg)
     terms: dict[str, Tensor] = {}
-    if c["hinge"] > 0:
+    if cfg["hinge"] > 0:
         terms["hinge"] = hinge_d_loss(real_out.logit, fake_out.logit)
-    terms.update(_conditional_terms(real_out, caption_ids, c))
-    return _weighted_total("d", terms, c)
+    terms.update(_conditional_terms(real_out, caption_ids, cfg))
+    return _weighted_total("d", terms, cfg)
 
 
 def generator_objective(
     fake_out: DiscriminatorOutputLike,
     real_out: DiscriminatorOutputLike,
     caption_ids: Tensor,
-    cfg: Mapping[str, float] | None,
+    cfg: Mapping[str, float],
 ) -> tuple[Tensor, dict[str, float]]:
     """G's loss: w_hinge*hinge_g + w_sc*SC(fake) + w_g2s*G2S(fake) + w_l2w*L2W(fake) + w_f2r*F2R.
 
@@ -132,11 +94,10 @@ def generator_objective(
     target, so G's step never pushes D's real features. Only real_out.feature is read.
     Log keys: g/hinge, g/sc, g/g2s, g/l2w, g/f2r (computed terms) and g/total.
     """
-    c = resolve_loss_config(cfg)
     terms: dict[str, Tensor] = {}
-    if c["hinge"] > 0:
+    if cfg["hinge"] > 0:
         terms["hinge"] = hinge_g_loss(fake_out.logit)
-    terms.update(_conditional_terms(fake_out, caption_ids, c))
-    if c["f2r"] > 0:
-        terms["f2r"] = fake_to_real_loss(fake_out.feature, real_out.feature.detach(), c["tau"])
-    return _weighted_total("g", terms, c)
+    terms.update(_conditional_terms(fake_out, caption_ids, cfg))
+    if cfg["f2r"] > 0:
+        terms["f2r"] = fake_to_real_loss(fake_out.feature, real_out.feature.detach(), cfg["tau"])
+    return _weighted_total("g", terms, cfg)

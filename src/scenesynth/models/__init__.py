@@ -1,10 +1,10 @@
-"""The GAN of SPEC.md section 3: generator, discriminator and their attention stages.
+"""The GAN of docs/paper.md section 3: generator, discriminator and their attention stages.
 
 `build_models` turns the `model:` section of params.yaml (schema: config/schema/model.yaml, whose
 defaults are the paper size) into a (Generator, Discriminator) pair.
 
 Why these paper-size widths: BigGAN at 256 x 256 (the family OC-SupConGAN builds on) uses
-96 * [16, 16, 8, 8, 4, 2, 1] channels, 1536 at 4 x 4 down to 96 at full resolution. SPEC.md asks for
+96 * [16, 16, 8, 8, 4, 2, 1] channels, 1536 at 4 x 4 down to 96 at full resolution. docs/paper.md section 3 asks for
 strict halving per block, so G starts at 1024 channels on the 4 x 16 map (16 * 64, BigGAN's top
 multiplier with ch = 64) and halves to 512, 256, 128 at the attention levels (8x32, 16x64, 32x128),
 reaching the floor of 32 at 128 x 512 and keeping it at 256 x 1024. The floor is what keeps a
@@ -16,12 +16,7 @@ smaller settings; heads = 4 gives 128 / 4 = 32 value channels per head at the la
 
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib import resources
 from typing import Any
-
-import jsonschema
-import yaml
 
 from scenesynth.models.attention import AttentionStage
 from scenesynth.models.discriminator import Discriminator, DiscriminatorOutput
@@ -35,32 +30,11 @@ __all__ = [
     "Generator",
     "build_models",
     "count_parameters",
-    "model_defaults",
-    "model_schema",
 ]
 
 
-@lru_cache(maxsize=1)
-def model_schema() -> dict[str, Any]:
-    """The JSON schema of params.yaml's `model:` section."""
-    text = resources.files("scenesynth.config").joinpath("schema/model.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text)
-
-
-def model_defaults() -> dict[str, Any]:
-    """Paper-size defaults of every `model:` key."""
-    return {key: spec["default"] for key, spec in model_schema()["properties"].items()}
-
-
-def resolve_model_config(model_cfg: dict[str, Any] | None) -> dict[str, Any]:
-    """Validate `model_cfg` against the schema and fill the missing keys with their defaults."""
-    model_cfg = dict(model_cfg or {})
-    jsonschema.validate(model_cfg, model_schema())
-    return {**model_defaults(), **model_cfg}
-
-
 def build_models(
-    model_cfg: dict[str, Any], n_mels: int, n_frames: int, sentence_dim: int, word_dim: int
+    cfg: dict[str, Any], n_mels: int, n_frames: int, sentence_dim: int, word_dim: int
 ) -> tuple[Generator, Discriminator]:
     """Build G and D from params.yaml's `model:` section and the data/text dimensions.
 
@@ -68,7 +42,6 @@ def build_models(
     paper size), no activations, so `count_parameters` works on a fresh build; `torch.device("meta")`
     also works but is slower on CPU (spectral norm's power iterations run through Python reference ops).
     """
-    cfg = resolve_model_config(model_cfg)
     generator = Generator(
         z_dim=cfg["z_dim"],
         base_channels=cfg["g_channels"],

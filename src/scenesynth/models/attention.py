@@ -1,4 +1,4 @@
-"""Single / double / triple attention stages (SPEC.md section 3, paper section 2.3 and Figure 3).
+"""Single / double / triple attention stages (docs/paper.md section 3, paper section 2.3 and Figure 3).
 
 Kinds: audio self-attention (ASA, "self"), audio-to-sentence cross-attention (A2S-CA, "sentence",
 the sentence is one token, L = 1) and audio-to-word cross-attention (A2W-CA, "word", padded words
@@ -13,7 +13,7 @@ is exactly the identity, as SAGAN's gamma = 0 start. The gates still receive gra
 
 Note on A2S: with a single key the softmax over L is identically 1, so A2S reduces to adding a
 projection of the sentence (the same at every position; TF-SCA adds it twice, O_f + O_t), and its
-query/key projections receive exactly zero gradient. That is what SPEC.md prescribes (L = 1).
+query/key projections receive exactly zero gradient. That is what docs/paper.md section 3 prescribes (L = 1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`axial` attention: separate time attention and frequency attention, summed (SPEC.md section 3).
+"""`axial` attention: separate time attention and frequency attention, summed (docs/paper.md section 3).
 
 The paper counts this baseline's attention matrices as T^2 + F^2, which is only true when one T x T
 matrix is shared by every frequency row and one F x F matrix by every time column. So, like TF-SCA,

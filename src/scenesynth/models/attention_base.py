@@ -1,4 +1,4 @@
-"""Shared pieces of the three attention implementations (SPEC.md section 3).
+"""Shared pieces of the three attention implementations (docs/paper.md section 3).
 
 Every attention module returns the attention *output* only, shaped like its input [B, C, F, T];
 the residual connection and the learnt gate live in `AttentionStage` (attention.py).

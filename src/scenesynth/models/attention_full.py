@@ -1,4 +1,4 @@
-"""`full` attention: every time-frequency position is a query (SPEC.md section 3).
+"""`full` attention: every time-frequency position is a query (docs/paper.md section 3).
 
 This is the paper's baseline. The attention matrices are materialised on purpose: [B, h, FT, FT]
 for self-attention (SAGAN-style, multi-head) and [B, h, FT, L] for cross-attention, so that the

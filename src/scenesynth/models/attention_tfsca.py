@@ -1,4 +1,4 @@
-"""Time-frequency swap cross attention, TF-SCA (SPEC.md section 3, paper section 2.3).
+"""Time-frequency swap cross attention, TF-SCA (docs/paper.md section 3, paper section 2.3).
 
 X_f = mean over T ([C, F]) and X_t = mean over F ([C, T]) are the only queries and keys, so the
 attention matrices are F x T and T x F (self) or F x L and T x L (cross) instead of (FT)^2 or FT x L.

@@ -1,4 +1,4 @@
-"""Projection discriminator with contrastive heads (SPEC.md sections 3 and 4; paper section 2.2).
+"""Projection discriminator with contrastive heads (docs/paper.md sections 3 and 4; paper section 2.2).
 
 D (encoder): `levels` residual down-blocks from the mel to the local map [C, F0, T0], channels
 max(C0 / 2^k, min_channels) at level k (mirror of G), ReLU. g: global sum pooling -> feature [B, C].
@@ -30,7 +30,7 @@ from scenesynth.text.batch import TextBatch
 
 @dataclass
 class DiscriminatorOutput:
-    """Everything the losses need from one pass of D (SPEC.md section 4).
+    """Everything the losses need from one pass of D (docs/paper.md section 4).
 
     logit:       [B]        h_v(g) + <embed(sentence), g>, for the hinge loss.
     feature:     [B, C]     g = global sum pooling of the local map (F2R uses it).
@@ -57,19 +57,20 @@ class DiscriminatorOutput:
 class Discriminator(nn.Module):
     def __init__(
         self,
-        base_channels: int = 1024,
-        n_mels: int = 256,
-        n_frames: int = 1024,
-        sentence_dim: int = 512,
-        word_dim: int = 768,
-        attention_impl: str = "tfsca",
-        heads: int = 4,
-        attention_plan: Sequence[str | None] = ("single", "double", "triple"),
-        proj_dim: int = 256,
-        region_dim: int = 256,
-        init_shape: Sequence[int] = (4, 16),
-        min_channels: int = 32,
-        region_level: int = 1,
+        *,
+        base_channels: int,
+        n_mels: int,
+        n_frames: int,
+        sentence_dim: int,
+        word_dim: int,
+        attention_impl: str,
+        heads: int,
+        attention_plan: Sequence[str | None],
+        proj_dim: int,
+        region_dim: int,
+        init_shape: Sequence[int],
+        min_channels: int,
+        region_level: int,
     ) -> None:
         super().__init__()
         self.levels = resolution_levels(n_mels, n_frames, init_shape)

@@ -1,15 +1,15 @@
-"""Text-conditioned mel generator (SPEC.md section 3; OC-SupConGAN / BigGAN layout grown to 256 x 1024).
+"""Text-conditioned mel generator (docs/paper.md section 3; OC-SupConGAN / BigGAN layout grown to 256 x 1024).
 
 z -> SN linear -> [C0, F0, T0] -> `levels` residual up-blocks (CBN on the sentence embedding) with
 channels max(C0 / 2^k, min_channels) at level k -> last BN, ReLU, SN 1x1 conv -> learnt affine.
 
 Choices:
 - Only z enters the input linear; the sentence conditions every block through CBN, and the
-  words/sentence through the attention stages, as SPEC.md section 3 describes.
+  words/sentence through the attention stages, as docs/paper.md section 3 describes.
 - attention_plan[j] is the stage after block j+1, i.e. at level j+1 (resolution 2^(j+1) * [F0, T0]);
   None skips a level. The default ("triple", "double", "single") puts them at 8x32, 16x64 and 32x128
   at paper size, so the largest attention map of G is 32 x 128 (128 channels).
-- No tanh: a log-mel is ln(clamp(mel, 1e-5)) in roughly [-11.5, 3] (SPEC.md s1), which a tanh would
+- No tanh: a log-mel is ln(clamp(mel, 1e-5)) in roughly [-11.5, 3] (docs/paper.md section 1), which a tanh would
   have to be rescaled to anyway. The SN 1x1 conv has gain <= 1, so a learnt scalar affine
   (output_scale * y + output_shift, initialised from the config) gives the output its range and
   offset; the default shift -4.25 is the middle of [-11.5, 3].
@@ -31,19 +31,20 @@ from scenesynth.text.batch import TextBatch
 class Generator(nn.Module):
     def __init__(
         self,
-        z_dim: int = 128,
-        base_channels: int = 1024,
-        n_mels: int = 256,
-        n_frames: int = 1024,
-        sentence_dim: int = 512,
-        word_dim: int = 768,
-        attention_impl: str = "tfsca",
-        heads: int = 4,
-        init_shape: Sequence[int] = (4, 16),
-        attention_plan: Sequence[str | None] = ("triple", "double", "single"),
-        min_channels: int = 32,
-        output_scale: float = 1.0,
-        output_shift: float = -4.25,
+        *,
+        z_dim: int,
+        base_channels: int,
+        n_mels: int,
+        n_frames: int,
+        sentence_dim: int,
+        word_dim: int,
+        attention_impl: str,
+        heads: int,
+        init_shape: Sequence[int],
+        attention_plan: Sequence[str | None],
+        min_channels: int,
+        output_scale: float,
+        output_shift: float,
     ) -> None:
         super().__init__()
         self.levels = resolution_levels(n_mels, n_frames, init_shape)

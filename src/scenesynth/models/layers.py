@@ -1,4 +1,4 @@
-"""Building blocks shared by the generator and the discriminator (SPEC.md section 3).
+"""Building blocks shared by the generator and the discriminator (docs/paper.md section 3).
 
 Spectral normalisation is applied to every weight of G and D, as in BigGAN / OC-SupConGAN: it bounds
 each layer's Lipschitz constant, which is what keeps the hinge-loss GAN stable. The one exception is
@@ -29,7 +29,7 @@ class ConditionalBatchNorm2d(nn.Module):
     """BatchNorm without affine whose per-channel gain and bias come from the sentence embedding.
 
     gain = 1 + W_g s and bias = W_b s with W_g, W_b zero-initialised, so at initialisation the layer is
-    plain batch norm (gamma exactly 1, beta 0) whatever the scale of the CLAP embedding (SPEC.md s2:
+    plain batch norm (gamma exactly 1, beta 0) whatever the scale of the CLAP embedding (docs/paper.md section 2:
     it is left unnormalised). These two maps are deliberately *not* spectrally normalised: SN cannot
     represent a zero map, and the maps act on the condition, not on the activations.
     """
@@ -116,5 +116,5 @@ def resolution_levels(n_mels: int, n_frames: int, init_shape: tuple[int, int] | 
 
 
 def level_channels(base_channels: int, level: int, min_channels: int) -> int:
-    """Channels at `level` x2 steps above the lowest resolution: halved per step, floored (SPEC.md s3)."""
+    """Channels at `level` x2 steps above the lowest resolution: halved per step, floored (docs/paper.md section 3)."""
     return max(base_channels >> level, min_channels)

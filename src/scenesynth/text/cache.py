@@ -3,7 +3,7 @@
 What is stored is what is cheap to store: per caption the token ids and the
 512-d sentence vector, plus one 768-d vector per distinct token (a vocabulary
 table). Word embeddings of a batch are then a table lookup, instead of keeping
-77 x 768 floats per caption (SPEC section 2: the authors' word features are the
+77 x 768 floats per caption (docs/paper.md section 2: the authors' word features are the
 non-contextual input embeddings, so a per-token table is exact for them).
 
 Contextual word vectors (CLAP with ``word_source: last_hidden_state``) differ per
@@ -21,8 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scenesynth.pretrained import DEFAULT_PRETRAINED_ROOT, FETCH_HINT, missing_model_files
+from scenesynth.data.manifest import read_manifest
+from scenesynth.pretrained.folder import missing_model_files
+from scenesynth.pretrained.models import DEFAULT_PRETRAINED_ROOT, MissingPretrained, fetch_hint
 from scenesynth.text.batch import TextBatch
+from scenesynth.text.clap import ClapTextEncoder
+from scenesynth.text.hash_encoder import HashTextEncoder
 from scenesynth.utils.atomic import atomic_path, write_json
 
 CAPTIONS_FILE = "captions.parquet"
@@ -33,28 +37,20 @@ DEFAULT_CLAP_TEXT_DIR = DEFAULT_PRETRAINED_ROOT / "clap_text"
 VOCAB_TABLE, PER_CAPTION = "vocab_table", "per_caption"
 
 
-class TextEncoderUnavailable(RuntimeError):
-    """The configured text encoder cannot run here; the message says what to get."""
-
-
 def make_encoder(text_cfg: dict, seed: int, pretrained_dir: str | Path | None = None, device: str = "cpu"):
     """Return the text encoder that params choose (never silently another one)."""
     if text_cfg["encoder"] == "hash":
-        from scenesynth.text.hash_encoder import HashTextEncoder
-
         return HashTextEncoder(text_cfg["sentence_dim"], text_cfg["word_dim"], text_cfg["max_tokens"], seed)
     if text_cfg["encoder"] != "clap":
         raise ValueError(f"text.encoder {text_cfg['encoder']!r} is not one of clap, hash")
     folder = Path(pretrained_dir) if pretrained_dir is not None else DEFAULT_CLAP_TEXT_DIR
     missing = missing_model_files(folder) if folder.is_dir() else ["the whole folder"]
     if missing:
-        raise TextEncoderUnavailable(
+        raise MissingPretrained(
             f"{folder}: text.encoder 'clap' needs the LAION-CLAP checkpoint there (transformers ClapModel, "
-            f"SPEC.md section 2) but {', '.join(missing)} is missing; {FETCH_HINT.format(name='clap_text')}. "
+            f"docs/paper.md section 2) but {', '.join(missing)} is missing; {fetch_hint('clap_text', folder.parent)}. "
             "For the offline demo set `text.encoder: hash` (config/demo.yaml does)."
         )
-    from scenesynth.text.clap import ClapTextEncoder
-
     return ClapTextEncoder(folder, text_cfg["word_source"], text_cfg["max_tokens"], device=device)
 
 
@@ -90,9 +86,17 @@ def _encode(encoder, token_ids: list[list[int]], words_path: Path | None) -> np.
     return sentences
 
 
-def build_text_cache(captions: list[str], text_cfg: dict, seed: int, out_dir: str | Path,
-                     pretrained_dir: str | Path | None = None, device: str = "cpu") -> dict:
-    """Encode every distinct caption once and write the cache folder; returns its info."""
+def build_manifest_text_cache(params: dict, manifest: str | Path, out_dir: str | Path,
+                              pretrained_dir: str | Path | None = None) -> dict:
+    """The `text` stage: the cache of every caption of a manifest (training clips and dev prompts)."""
+    return build_text_cache(params, list(read_manifest(manifest)["caption"]), out_dir, pretrained_dir)
+
+
+def build_text_cache(params: dict, captions: list[str], out_dir: str | Path, pretrained_dir: str | Path | None = None,
+                     device: str = "cpu") -> dict:
+    """Encode every distinct caption once with the encoder of ``text`` (seeded by ``seed``) and write
+    the cache folder; returns its info."""
+    text_cfg, seed = params["text"], params["seed"]
     encoder = make_encoder(text_cfg, seed, pretrained_dir, device)
     _check_dims(encoder, text_cfg)
     per_caption = bool(getattr(encoder, "contextual_words", False))

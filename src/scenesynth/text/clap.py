@@ -1,4 +1,4 @@
-"""The LAION-CLAP text encoder (SPEC section 2), through transformers' ``ClapModel``.
+"""The LAION-CLAP text encoder (docs/paper.md section 2), through transformers' ``ClapModel``.
 
 Outputs, per caption: the 512-d sentence embedding ``text_projection(pooler_output)`` of the
 RoBERTa text branch, unnormalised (the authors' later code), and one 768-d vector per token
@@ -28,7 +28,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from scenesynth.pretrained import checkpoint_record, load_clap_model, missing_model_files, offline_transformers
+from scenesynth.pretrained.clap import load_clap_model, offline_transformers
+from scenesynth.pretrained.folder import checkpoint_record, missing_model_files
 
 NAME = "clap"
 WORD_SOURCES = ("input_embeddings", "last_hidden_state")
@@ -88,7 +89,7 @@ class ClapTextEncoder:
             ids[row, : len(tokens)] = torch.tensor(tokens)
         mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).long()
         out = self.text_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
-        sentence = self.projection(out.pooler_output)  # SPEC 2: unnormalised
+        sentence = self.projection(out.pooler_output)  # docs/paper.md section 2: unnormalised
         return sentence.float().cpu(), out.last_hidden_state.float().cpu(), mask.sum(dim=1)
 
     def iter_batches(self, token_ids: list[list[int]], with_words: bool | None = None

@@ -1,4 +1,4 @@
-"""The GAN training loop of the paper (SPEC.md section 4).
+"""The GAN training loop of the paper (docs/paper.md section 4).
 
 Adam (lr G 1e-4, lr D 4e-4, betas 0.5/0.999), `d_steps` discriminator updates
 per generator update, optional EMA of G, atomic checkpoints every
@@ -37,7 +37,7 @@ from scenesynth.training.distributed import (DistContext, check_replicas_identic
                                              gather_output, gather_rows, pad_words, start, stop, wrap)
 from scenesynth.training.launch import configured_world_size, local_batch_size
 from scenesynth.training.samples import log_samples
-from scenesynth.training.tracking import Tracker, stand_ins
+from scenesynth.tracking import Tracker, stand_ins
 from scenesynth.utils.atomic import atomic_path, write_json
 
 log = logging.getLogger(__name__)

@@ -48,7 +48,7 @@ def log_samples(state, cache, params: dict, folder: Path, tracker, device: torch
     fig = mel_figure(list(mels), [f"step {state.step}: {c}" for c in captions])
     tracker.figure(fig, f"samples/step_{state.step:07d}.png")
     plt.close(fig)
-    front_end = MelFrontEnd.from_config(params["audio"])
+    front_end = MelFrontEnd.from_params(params["audio"])
     wave = griffin_lim(mels[0], front_end, n_iter=16, seed=params["seed"])
     path = folder / f"step_{state.step:07d}.wav"
     with atomic_path(path) as tmp:

@@ -5,7 +5,7 @@ returns ``n_samples`` of float64 audio at ``sample_rate``. Every kind has its
 own spectral/temporal signature (tonal bursts, sweeps, clicks, chirps, low hum,
 low thuds), so that a model trained on the demo data has something learnable
 and a simple log-mel classifier can tell the foregrounds apart. Levels are not
-normalised here; the mixer in :mod:`scenesynth.data.demo` does that.
+normalised here; the mixer in :mod:`scenesynth.data.demo.scenes` does that.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
-from scenesynth.data.download import USER_AGENT, DownloadError
+from scenesynth.fetch.download import USER_AGENT, DownloadError
 
 _NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
 

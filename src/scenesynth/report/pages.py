@@ -5,9 +5,6 @@ prompt page carries its own data (the generated WAV of the first generation seed
 data URI, the log-mel PNG) so it plays anywhere, inside the report's iframe or opened alone.
 The metrics page reads metrics/*.json and says plainly when the FAD embedding or the data is a
 stand-in, since such numbers are not comparable with the paper's 42.075 or the baseline's 61.276.
-
-Heavy imports (torch, matplotlib) stay inside functions: Snakemake imports `prompt_labels`
-while parsing the workflow.
 """
 
 from __future__ import annotations
@@ -20,14 +17,20 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import soxr
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
+from scenesynth.audio_io import AudioReadError, load_mono
+from scenesynth.data.manifest import read_dev_prompts
+from scenesynth.features.mel import MelFrontEnd
 from scenesynth.utils.atomic import write_json, write_text
 
 log = logging.getLogger(__name__)
 PAGE_FOLDER = "prompts"      # <out>/prompts/<key>.html: one report entry per dev prompt
 CAPTIONS = "prompts.json"    # <out>/prompts.json: key -> caption (the report's labels)
 METRICS_PAGE = "metrics.html"
-LABEL_CHARS = 90
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; max-width: 70em; color: #222; }
@@ -72,8 +75,6 @@ def _read_json(path: Path) -> dict:
 
 
 def _load_audio(path: Path, what: str) -> tuple[np.ndarray, int]:
-    from scenesynth.data.resample import AudioReadError, load_mono
-
     try:
         return load_mono(path)
     except AudioReadError as err:
@@ -83,9 +84,6 @@ def _load_audio(path: Path, what: str) -> tuple[np.ndarray, int]:
 # ----------------------------------------------------------------------------- spectrograms
 def logmel_image(wave: np.ndarray, rate: int, front_end) -> np.ndarray:
     """The project's log-mel (the vocoder's front end, peak-normalised as in training) of any clip."""
-    import soxr
-    import torch
-
     target = front_end.settings.sample_rate
     if rate != target:
         wave = soxr.resample(wave.astype(np.float32), rate, target, quality="HQ")
@@ -98,9 +96,6 @@ def logmel_image(wave: np.ndarray, rate: int, front_end) -> np.ndarray:
 
 def mel_pair_png(generated: np.ndarray, reference: np.ndarray | None, settings, titles: tuple[str, str]) -> bytes:
     """Generated and reference log-mels side by side, one colour scale (Agg, no display needed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     mels = [generated] if reference is None else [generated, reference]
     vmin = float(np.log(settings.log_clamp))
     vmax = max(float(m.max()) for m in mels)
@@ -214,18 +209,14 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict) -> str:
 def build_report_assets(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
                         out_dir: str | Path) -> dict[str, str]:
     """Write <out>/prompts/<key>.html per dev prompt, <out>/metrics.html and <out>/prompts.json."""
-    from scenesynth.features.mel import MelFrontEnd
-
     generated, manifest, metrics_dir, out_dir = (Path(p) for p in (generated, manifest, metrics_dir, out_dir))
     fad = _read_json(metrics_dir / "fad.json")
     conditioning = _read_json(metrics_dir / "conditioning.json")
     generation = _read_json(generated / "generation.json")
-    from scenesynth.data.manifest import read_dev_prompts
-
     dev = read_dev_prompts(manifest)
     seed = params["generate"]["seeds"][0]
     skipped = {s["key"]: s["reason"] for s in fad.get("skipped_references") or []}
-    front_end = MelFrontEnd.from_config(params["audio"], strict=False)
+    front_end = MelFrontEnd.from_params(params["audio"])
     stand_ins = generation.get("stand_ins") or fad.get("stand_ins") or {}
     pages = out_dir / PAGE_FOLDER
     pages.mkdir(parents=True, exist_ok=True)
@@ -263,13 +254,3 @@ def build_report_assets(params: dict, generated: str | Path, manifest: str | Pat
     write_json(out_dir / CAPTIONS, captions)
     log.info("listening report: %d prompt pages and %s in %s", len(captions), METRICS_PAGE, out_dir)
     return captions
-
-
-def prompt_labels(captions_path: str | Path, key: str) -> dict[str, str]:
-    """The report's labels of one prompt page. Braces become parentheses: Snakemake reads
-    `{name}` in a label as a wildcard."""
-    captions = json.loads(Path(captions_path).read_text())
-    caption = captions.get(key, "")
-    if len(caption) > LABEL_CHARS:
-        caption = caption[: LABEL_CHARS - 1] + "\u2026"
-    return {"prompt": key, "caption": caption.replace("{", "(").replace("}", ")")}

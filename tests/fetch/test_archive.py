@@ -1,4 +1,4 @@
-"""Split-zip reading and safe FLAC extraction (scenesynth.data.archive).
+"""Split-zip reading and safe FLAC extraction (scenesynth.fetch.archive).
 
 Split fixtures are made two ways: ``make_split_zip`` below rewrites a normal zip the way Info-ZIP's
 ``zip -s`` lays one out (split signature first, per-member disk number + disk-relative offset,
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from scenesynth.data.archive import (
+from scenesynth.fetch.archive import (
     MultiPartFile,
     UnsafeArchiveError,
     extract_flac_members,

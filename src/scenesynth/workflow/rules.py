@@ -1,12 +1,16 @@
-"""Helpers for the Snakemake workflow (workflow/rules/common.smk), kept here so tests can reach them."""
+"""What the Snakemake rules call besides the stage table (workflow/rules/common.smk), kept here so tests can
+reach them: the overlay, the inputs that depend on params, thread counts, the report's labels."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 
-from scenesynth.config import TRAIN_PROCESS_KEYS, ConfigError, load_params
+from scenesynth import paths
+from scenesynth.config import ConfigError, load_params
+from scenesynth.pretrained.models import needed_models
 
 
 def overlay_from(config: dict, params_path: str | Path) -> str:
@@ -26,16 +30,9 @@ def resolve_params(params_path: str | Path, overlay: str) -> dict:
     return load_params(params_path, overlay or None)
 
 
-def section(params: dict, *names: str) -> dict:
-    """The settings a rule depends on, for Snakemake's `params` rerun trigger."""
-    return {name: params[name] for name in names}
-
-
 def acquire_inputs(params: dict) -> dict[str, str]:
     """The per-dataset manifests the acquire rule merges: none for the demo; otherwise both training
     sources and the DCASE dev set."""
-    from scenesynth import paths
-
     if params["data"]["source"] == "demo":
         return {}
     return {"audiocaps": f"{paths.AUDIOCAPS}/manifest.parquet", "wavcaps": f"{paths.WAVCAPS}/manifest.parquet",
@@ -44,19 +41,23 @@ def acquire_inputs(params: dict) -> dict[str, str]:
 
 def pretrained_inputs(params: dict, stage: str) -> list[str]:
     """The pretrained folders (their source.json) a stage needs: none when params choose the stand-ins."""
-    from scenesynth import paths
-    from scenesynth.pretrained import needed_models
-
     return [f"{paths.PRETRAINED}/{name}/source.json" for name in needed_models(params)[stage]]
-
-
-def train_settings(params: dict) -> dict:
-    """The settings the train rule reruns on: everything that shapes the weights."""
-    return {**section(params, "audio", "model", "loss", "seed"),
-            "train": {k: v for k, v in params["train"].items() if k not in TRAIN_PROCESS_KEYS}}
 
 
 def train_threads(params: dict) -> int:
     """Cores the train job uses: per process, the main loop and its DataLoader workers."""
     train = params["train"]
     return train.get("processes_per_node", 1) * (train["num_workers"] + 1)
+
+
+LABEL_CHARS = 90  # a listening-report entry's caption label
+
+
+def prompt_labels(captions_path: str | Path, key: str) -> dict[str, str]:
+    """The report's labels of one prompt page. Braces become parentheses: Snakemake reads
+    `{name}` in a label as a wildcard."""
+    captions = json.loads(Path(captions_path).read_text())
+    caption = captions.get(key, "")
+    if len(caption) > LABEL_CHARS:
+        caption = caption[: LABEL_CHARS - 1] + "\u2026"
+    return {"prompt": key, "caption": caption.replace("{", "(").replace("}", ")")}

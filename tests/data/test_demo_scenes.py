@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from scenesynth.data.demo import (
+from scenesynth.data.demo.scenes import (
     BACKGROUND_WORDINGS,
     BACKGROUNDS,
     DEV_BACKGROUNDS,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from scenesynth.data import download as download_module
-from scenesynth.data.download import (
+from scenesynth.fetch import download as download_module
+from scenesynth.fetch.download import (
     DownloadError,
     download,
     file_checksum,

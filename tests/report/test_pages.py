@@ -12,7 +12,8 @@ import soundfile as sf
 from conftest import REPO, TINY_OVERLAY
 from scenesynth.cli import main
 from scenesynth.data.manifest import write_manifest
-from scenesynth.evaluation.report import (ReportInputError, build_report_assets, metrics_page, prompt_labels)
+from scenesynth.report.pages import ReportInputError, build_report_assets, metrics_page
+from scenesynth.workflow.rules import prompt_labels
 from scenesynth.utils.atomic import write_json
 
 EVIL = '<script>alert("x")</script> dogs & {cats} bark'

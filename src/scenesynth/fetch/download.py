@@ -262,3 +262,9 @@ def listing_or_saved(fetch_listing, saved: str | os.PathLike, entry_type) -> lis
             raise
         log.warning("source unreachable; using the file list saved by an earlier run (%s)", saved)
         return [entry_type(**entry) for entry in json.loads(saved.read_text())]
+
+
+def download_options(params: dict) -> dict:
+    """The keyword arguments of :func:`fetch_recorded` that params.yaml's `data.download` sets."""
+    cfg = params["data"]["download"]
+    return {"timeout": cfg["timeout"], "retries": cfg["retries"], "backoff": cfg["backoff"], "progress": True}

@@ -3,7 +3,7 @@
 It stands in for the real training data (AudioCaps/WavCaps) and for the DCASE
 2024 Task 7 development set so that the whole pipeline can run offline and in
 tests. Nothing here is recorded audio: every clip is a numpy-synthesised
-foreground event (see :mod:`scenesynth.data.demo_sounds`) mixed over an
+foreground event (see :mod:`scenesynth.data.demo.sounds`) mixed over an
 optional synthesised background, and every key, path and ``source`` value says
 ``demo`` so that it can never be mistaken for real data.
 
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from scenesynth.data.demo_sounds import BACKGROUND_SYNTHS, FOREGROUND_SYNTHS, room_tone
+from scenesynth.data.demo.sounds import BACKGROUND_SYNTHS, FOREGROUND_SYNTHS, room_tone
 from scenesynth.utils.atomic import atomic_path, write_text
 
 SOURCE_NAME = "demo"
@@ -61,7 +61,7 @@ ROOM_TONE_SNR_DB = (35.0, 50.0)  # noise floor of clips without a background
 PEAK_DBFS_RANGE = (-6.0, -1.0)  # random overall level, always below full scale (-1 dBFS is about 0.89)
 _SPLIT_CODES = {"train": 0, "dev": 1}
 _README = """\
-SYNTHETIC DEMO DATA (scenesynth.data.demo)
+SYNTHETIC DEMO DATA (scenesynth.data.demo.scenes)
 
 Every clip in this folder was synthesised with numpy; none of it is recorded
 audio, and none of it comes from AudioCaps, WavCaps or DCASE. It exists so the

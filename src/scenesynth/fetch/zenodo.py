@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from scenesynth.data.download import USER_AGENT, DownloadError, download, listing_or_saved
+from scenesynth.fetch.download import USER_AGENT, DownloadError, download, listing_or_saved
 from scenesynth.utils.atomic import write_json
 
 ZENODO_API = "https://zenodo.org/api"
