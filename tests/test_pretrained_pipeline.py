@@ -82,7 +82,7 @@ def test_cli_verb_and_the_stages_that_need_each_model(tmp_path, hosts):
     overlay.write_text(f"pretrained:\n  hf_endpoint: {hosts['url']}\n  zenodo_api: {hosts['url']}/api\n")
     assert main(["fetch-pretrained", "--overlay", str(overlay), "--name", "panns", "--out", str(tmp_path / "p")]) == 0
     paper = load_params(REPO / "params.yaml")
-    assert needed_models(paper) == {"text": ["clap_text"], "generate": ["hifigan_48k", "clap_rerank"],
+    assert needed_models(paper) == {"text": ["clap_text"], "generate": ["clap_text", "hifigan_48k", "clap_rerank"],
                                     "evaluate": ["panns"]}
     assert pretrained_inputs(paper, "evaluate") == ["data/pretrained/panns/source.json"]
     demo = load_params(REPO / "params.yaml", REPO / "config/demo.yaml")

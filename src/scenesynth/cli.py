@@ -103,7 +103,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     from scenesynth.inference.generate import generate_dev_set
 
-    generate_dev_set(_params(args), model_path=args.model, text=args.text, manifest=args.manifest, out_dir=args.out,
+    generate_dev_set(_params(args), model_path=args.model, manifest=args.manifest, out_dir=args.out,
                      pretrained=args.pretrained)
 
 
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd = verb("train", cmd_train, "train the GAN (resumes from out/checkpoints/last.pt)",
                      shards="shard folder", text="text cache folder", out="run folder", metrics="metrics JSON path")
     train_cmd.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (testing)")
-    generate_cmd = verb("generate", cmd_generate, "generate the dev set", model="model.pt", text="text cache folder",
+    generate_cmd = verb("generate", cmd_generate, "generate the dev set", model="model.pt",
                         manifest="manifest with the dev split", out="output folder")
     evaluate_cmd = verb("evaluate", cmd_evaluate, "FAD and conditioning score", generated="generated folder",
                         manifest="manifest with the dev split and references", out="metrics folder",

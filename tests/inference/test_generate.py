@@ -13,7 +13,7 @@ from scenesynth.inference.generate import (generate_dev_set, random_crops,
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory, tiny_model, tiny_data):
     out = tmp_path_factory.mktemp("generated")
-    record = generate_dev_set(tiny_model["params"], tiny_model["model"], tiny_data["text"], tiny_data["raw"], out)
+    record = generate_dev_set(tiny_model["params"], tiny_model["model"], tiny_data["raw"], out)
     return out, record
 
 
@@ -41,20 +41,20 @@ def test_generation_record_names_the_stand_ins(generated):
 
 def test_rerun_reuses_clips_and_a_new_model_discards_them(generated, tiny_model, tiny_data, tmp_path):
     out, _ = generated
-    again = generate_dev_set(tiny_model["params"], tiny_model["model"], tiny_data["text"], tiny_data["raw"], out)
+    again = generate_dev_set(tiny_model["params"], tiny_model["model"], tiny_data["raw"], out)
     assert again["generated_this_run"] == 0
     other = dict(tiny_model["params"], generate=dict(tiny_model["params"]["generate"], seeds=[5]))
     copy = tmp_path / "copy"
     import shutil
 
     shutil.copytree(out, copy)
-    record = generate_dev_set(other, tiny_model["model"], tiny_data["text"], tiny_data["raw"], copy)
+    record = generate_dev_set(other, tiny_model["model"], tiny_data["raw"], copy)
     assert not (copy / "seed0").exists() and record["generated_this_run"] > 0
 
 
 def test_generation_is_deterministic(generated, tiny_model, tiny_data, tmp_path):
     out, _ = generated
-    generate_dev_set(tiny_model["params"], tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path)
+    generate_dev_set(tiny_model["params"], tiny_model["model"], tiny_data["raw"], tmp_path)
     for path in (out / "seed0").glob("*.wav"):
         assert (tmp_path / "seed0" / path.name).read_bytes() == path.read_bytes()
 
@@ -63,10 +63,10 @@ def test_missing_real_parts_fail_clearly(tiny_model, tiny_data, tmp_path):
     nothing = tmp_path / "no_pretrained"
     hifigan = with_overrides(tiny_model["params"], generate={"vocoder": "hifigan"})
     with pytest.raises(MissingPretrained, match="fetch-pretrained --name hifigan_48k"):
-        generate_dev_set(hifigan, tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path, nothing)
+        generate_dev_set(hifigan, tiny_model["model"], tiny_data["raw"], tmp_path, nothing)
     clap = with_overrides(tiny_model["params"], generate={"rerank": "clap"})
     with pytest.raises(MissingPretrained, match="fetch-pretrained --name clap_rerank"):
-        generate_dev_set(clap, tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path, nothing)
+        generate_dev_set(clap, tiny_model["model"], tiny_data["raw"], tmp_path, nothing)
 
 
 def test_clap_reranks_candidates_then_crops(tiny_model, tiny_data, tmp_path):
@@ -76,7 +76,7 @@ def test_clap_reranks_candidates_then_crops(tiny_model, tiny_data, tmp_path):
     write_tiny_clap_folder(tmp_path / "pretrained" / "clap_rerank")
     params = with_overrides(tiny_model["params"], generate={"rerank": "clap", "n_candidates": 3, "n_crops": 4,
                                                             "seeds": [0]})
-    record = generate_dev_set(params, tiny_model["model"], tiny_data["text"], tiny_data["raw"], tmp_path / "out",
+    record = generate_dev_set(params, tiny_model["model"], tiny_data["raw"], tmp_path / "out",
                               tmp_path / "pretrained")
     assert record["rerank"] == "clap" and "best of 4" in record["crop"]
     choices = list(record["choices"].values())

@@ -5,7 +5,6 @@
 rule generate:
     input:
         model=rules.train.output.model,
-        text=rules.text.output.info,
         manifest=rules.acquire.output.manifest,
         pretrained=pretrained_inputs(PARAMS, "generate"),
     output:
@@ -20,7 +19,7 @@ rule generate:
     benchmark:
         f"{P.BENCHMARKS}/generate.tsv"
     shell:
-        "scenesynth generate {params.cli} --model {input.model:q} --text {P.TEXT}"
+        "scenesynth generate {params.cli} --model {input.model:q}"
         " --manifest {input.manifest:q} --pretrained {P.PRETRAINED} --out {P.GENERATED} > {log:q} 2>&1"
 
 

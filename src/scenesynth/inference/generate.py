@@ -33,7 +33,7 @@ from scenesynth.inference.rerank import ClapReranker
 from scenesynth.models import build_models
 from scenesynth.pretrained.folder import checkpoint_record
 from scenesynth.pretrained.models import needed_models
-from scenesynth.text.cache import TextCache
+from scenesynth.text.prompts import PromptEncoder
 from scenesynth.config import fingerprint
 from scenesynth.utils.atomic import atomic_path, write_json, write_text
 from scenesynth.utils.device import inference_device
@@ -116,8 +116,8 @@ def pick_clip(mels: torch.Tensor, caption: str, text_batch, discriminator, vocod
 
 
 def _discard_stale_outputs(out_dir: Path, inputs: list[Path], gen_cfg: dict) -> None:
-    """Clips already present are reused only if made from these inputs (model, text cache,
-    prompts) with these settings."""
+    """Clips already present are reused only if made from these inputs (model, prompts) with these
+    settings (and, for CLAP, the pre-trained checkpoints they record)."""
     hashes = [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in inputs]
     digest = fingerprint({"inputs": hashes, "generate": gen_cfg})
     marker = out_dir / ".generation_id"
@@ -130,21 +130,18 @@ def _discard_stale_outputs(out_dir: Path, inputs: list[Path], gen_cfg: dict) -> 
 
 
 @torch.no_grad()
-def generate_dev_set(params: dict, model_path: str | Path, text: str | Path, manifest: str | Path,
-                     out_dir: str | Path, pretrained: str | Path = paths.PRETRAINED) -> dict:
+def generate_dev_set(params: dict, model_path: str | Path, manifest: str | Path, out_dir: str | Path,
+                     pretrained: str | Path = paths.PRETRAINED) -> dict:
     gen_cfg = params["generate"]
     device = inference_device(params)
     reranker = make_reranker(gen_cfg, pretrained, device)
     generator, discriminator, saved = load_model(model_path, device)
-    cache = TextCache(text)
-    if cache.encoder != saved["text"]["encoder"]:
-        raise ValueError(f"{text}: text encoder {cache.encoder!r} differs from the one the model was trained "
-                         f"with ({saved['text']['encoder']!r})")
+    prompts = PromptEncoder(saved["text"], Path(pretrained) / "clap_text", str(device))
     front_end = MelFrontEnd.from_params(saved["audio"])
     vocoder = make_vocoder(gen_cfg, front_end, pretrained, device)
     dev = read_dev_prompts(manifest)
     out_dir = Path(out_dir)
-    _discard_stale_outputs(out_dir, [Path(model_path), Path(text) / "captions.parquet", Path(manifest)],
+    _discard_stale_outputs(out_dir, [Path(model_path), Path(manifest)],
                            {**gen_cfg, "pretrained": params["pretrained"]})
     rate = front_end.settings.sample_rate
     started, n_done, chosen = time.perf_counter(), 0, {}
@@ -156,7 +153,7 @@ def generate_dev_set(params: dict, model_path: str | Path, text: str | Path, man
             gen = torch.Generator().manual_seed(seed * 1_000_003 + index)
             n = gen_cfg["n_candidates"]
             z = torch.randn(n, saved["model"]["z_dim"], generator=gen).to(device)
-            text_batch = cache.batch([row["caption"]] * n).to(device)
+            text_batch = prompts.batch([row["caption"]] * n).to(device)
             mels = generator(z, text_batch)
             clip, choice = pick_clip(mels, row["caption"], text_batch, discriminator, vocoder, reranker, gen_cfg,
                                      rate, seed, np.random.default_rng([seed, index]))
@@ -170,7 +167,7 @@ def generate_dev_set(params: dict, model_path: str | Path, text: str | Path, man
         "vocoder": gen_cfg["vocoder"], "rerank": gen_cfg["rerank"],
         "crop": (f"best of {gen_cfg['n_crops']} random {gen_cfg['crop_seconds']} s crops by CLAP" if reranker else
                  f"one random {gen_cfg['crop_seconds']} s crop (the discriminator cannot score audio crops)"),
-        "sample_rate": gen_cfg["sample_rate"], "text_encoder": cache.encoder, "model_step": saved["step"],
+        "sample_rate": gen_cfg["sample_rate"], "text_encoder": saved["text"]["encoder"], "model_step": saved["step"],
         "stand_ins": saved["stand_ins"], "generated_this_run": n_done,
         "pretrained": {name: checkpoint_record(Path(pretrained) / name) for name in needed_models(params)["generate"]},
         "seconds_per_prompt": elapsed / n_done if n_done else None, "choices": chosen,

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from scenesynth.fetch.download import ChecksumMismatch, file_checksum, load_checksums
+from scenesynth.fetch.download import ChecksumMismatch, file_checksum, load_checksums, sha256_file
 from scenesynth.pretrained.models import CHECKSUMS_FILE, SOURCE_FILE, WEIGHT_FILES
 
 
@@ -41,11 +41,15 @@ def missing_model_files(folder: str | os.PathLike, need_audio: bool = False) -> 
 
 
 def checkpoint_record(folder: str | os.PathLike) -> dict:
-    """Which checkpoint a folder holds: repo, revision and the weights' sha256 when recorded."""
+    """Which checkpoint a folder holds: repo, revision and the weights' sha256 (as recorded when it was
+    fetched; hashed here for a folder the user put in place by hand, so that it is named all the same)."""
     folder = Path(folder)
     source = json.loads((folder / SOURCE_FILE).read_text()) if (folder / SOURCE_FILE).is_file() else {}
     sums = load_checksums(folder / CHECKSUMS_FILE)
     weights = next((w for w in WEIGHT_FILES if (folder / w).is_file()), None)
+    weights_sha256 = None
+    if weights:
+        weights_sha256 = sums.get(weights, {}).get("sha256") or sha256_file(folder / weights)
     return {"folder": str(folder), "repo": source.get("repo"), "revision": source.get("revision"),
-            "weights_file": weights, "weights_sha256": sums.get(weights, {}).get("sha256") if weights else None,
+            "weights_file": weights, "weights_sha256": weights_sha256,
             "sha256": {name: entry.get("sha256") for name, entry in sorted(sums.items())}}

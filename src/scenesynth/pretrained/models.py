@@ -81,7 +81,8 @@ def needed_models(params: dict) -> dict[str, list[str]]:
     """Which pretrained folders each stage needs with these params (none for the offline stand-ins)."""
     return {
         "text": ["clap_text"] if params["text"]["encoder"] == "clap" else [],
-        "generate": [name for name, used in (("hifigan_48k", params["generate"]["vocoder"] == "hifigan"),
+        "generate": [name for name, used in (("clap_text", params["text"]["encoder"] == "clap"),
+                                             ("hifigan_48k", params["generate"]["vocoder"] == "hifigan"),
                                              ("clap_rerank", params["generate"]["rerank"] == "clap")) if used],
         "evaluate": ["panns"] if params["evaluate"]["fad_embedding"] == "panns_wavegram_logmel" else [],
     }

@@ -61,7 +61,7 @@ def _check_dims(encoder, text_cfg: dict) -> None:
                              "set it to match the checkpoint")
 
 
-def _encode(encoder, token_ids: list[list[int]], words_path: Path | None) -> np.ndarray:
+def encode_sentences(encoder, token_ids: list[list[int]], words_path: Path | None = None) -> np.ndarray:
     """Sentence vectors [N, S]; with ``words_path``, also write the per-caption word rows there."""
     sentences = np.zeros((len(token_ids), encoder.sentence_dim), dtype=np.float32)
     if not hasattr(encoder, "iter_batches"):  # the hash stand-in: one caption at a time
@@ -107,9 +107,9 @@ def build_text_cache(params: dict, captions: list[str], out_dir: str | Path, pre
     out_dir.mkdir(parents=True, exist_ok=True)
     if per_caption:
         with atomic_path(out_dir / WORDS_FILE, suffix=".npy") as tmp:
-            sentences = _encode(encoder, token_ids, tmp)
+            sentences = encode_sentences(encoder, token_ids, tmp)
     else:
-        sentences = _encode(encoder, token_ids, None)
+        sentences = encode_sentences(encoder, token_ids, None)
         (out_dir / WORDS_FILE).unlink(missing_ok=True)  # a stale per-caption store must not linger
     vocab = np.array(sorted({t for ids in token_ids for t in ids}), dtype=np.int64)
     vectors = encoder.word_vectors(vocab) if len(vocab) else np.zeros((0, text_cfg["word_dim"]), np.float32)

@@ -49,7 +49,7 @@ DVC_STAGES: dict[str, DvcStage] = {
                       outs={f"{paths.RUN}/model.pt": {}}, metrics=(f"{paths.METRICS}/train.json",)),
     "generate": DvcStage(("generate", "fetch_pretrained"), (f"{paths.GENERATED}/generation.json",),
                          ("evaluate.smk", "pretrained.smk"),
-                         deps=(f"{paths.RUN}/model.pt", paths.TEXT, f"{paths.RAW}/manifest.parquet"),
+                         deps=(f"{paths.RUN}/model.pt", f"{paths.RAW}/manifest.parquet"),
                          outs={paths.GENERATED: {}}),
     "evaluate": DvcStage(("evaluate", "fetch_pretrained"),
                          (f"{paths.METRICS}/fad.json", f"{paths.METRICS}/conditioning.json"),
