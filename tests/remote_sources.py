@@ -30,7 +30,8 @@ HF = "datasets/cvssp/WavCaps/resolve/main"
 
 # AudioCaps (11-character YouTube ids; the fake yt-dlp fails for ids starting "priv").
 AC_TRAIN = [(101, "acGood00001", 30, "A dog barks twice"), (102, "privVideo01", 0, "Rain on a roof"),
-            (103, "bothSources", 10, "An engine idles"), (104, "acGood00002", 5, "Birds sing; rm -rf / `x`")]
+            (103, "bothSources", 10, "An engine idles"), (104, "acGood00002", 5, "Birds sing; rm -rf / `x`"),
+            (105, "acGood00001", 30, "A dog barks at the mail carrier")]  # a second caption of one video
 AC_VAL = [(201, "acValid0001", 0, "People talk")]
 AC_TEST = [(301, "acTestClip1", 0, "A siren wails")]
 # WavCaps AudioSet_SL: caption entries and which have audio in the archive.

@@ -59,14 +59,20 @@ def flac16_bytes(audio: np.ndarray, rate: int) -> bytes:
     return encode16_bytes(audio, rate, "FLAC")
 
 
-def probe(path: str | Path) -> tuple[float, int]:
-    """(duration in s, sample rate) from a file's header, without decoding it."""
+def read_header(path: str | Path):
+    """A file's header (soundfile's info: frames, samplerate, channels, format), without decoding it."""
     try:
         info = sf.info(str(path))
     except (RuntimeError, sf.LibsndfileError, OSError) as err:
-        raise AudioReadError(f"unreadable: {err}") from err
+        raise AudioReadError(f"unreadable audio: {err}") from err
     if info.frames <= 0:
         raise AudioReadError("no audio frames")
+    return info
+
+
+def probe(path: str | Path) -> tuple[float, int]:
+    """(duration in s, sample rate) from a file's header, without decoding it."""
+    info = read_header(path)
     return info.frames / info.samplerate, int(info.samplerate)
 
 

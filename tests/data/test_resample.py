@@ -9,9 +9,10 @@ from scenesynth.audio_io import AudioReadError, flac16_bytes, load_mono
 from scenesynth.data.resample import resample_clip, resample_manifest
 
 
-def settings(rate: int, quality: str, audio_format: str = "flac") -> dict:
+def settings(rate: int, quality: str, audio_format: str = "flac", min_duration: float = 0.1) -> dict:
     """The params sections the resample stage reads."""
-    return {"audio": {"sample_rate": rate}, "resample": {"quality": quality, "format": audio_format, "workers": 1}}
+    return {"audio": {"sample_rate": rate}, "resample": {"quality": quality, "format": audio_format, "workers": 1},
+            "data": {"min_duration": min_duration}}
 
 
 def make_source(tmp_path, n=3, rate=32000, seconds=0.5):
@@ -149,3 +150,29 @@ def test_wav_copies_hold_the_same_samples_as_flac(tmp_path):
     # switching the format discards the other format's files instead of mixing them
     resample_manifest(settings(48000, "HQ", "wav"), manifest, tmp_path / "flac", workers=1)
     assert not list((tmp_path / "flac/audio").glob("*.flac"))
+
+
+def test_an_unsafe_key_is_rejected_and_nothing_is_written_outside_out(tmp_path):
+    """A manifest key `../../x` once wrote `out/audio/../../x.flac`: now the row is a reject."""
+    manifest = make_source(tmp_path, n=2)
+    table = pd.read_parquet(manifest)
+    table.loc[1, "key"] = "../../escaped"
+    table.to_parquet(manifest, index=False)
+    out, rejects = resample_manifest(settings(48000, "HQ"), manifest, tmp_path / "deep" / "out", workers=1)
+    assert out["key"].tolist() == ["clip0"]
+    assert [(r["key"], r["stage"]) for r in rejects] == [("../../escaped", "resample")]
+    assert rejects[0]["reason"].startswith("unsafe key")
+    assert not list(tmp_path.rglob("escaped*"))
+    assert pd.read_csv(tmp_path / "deep/out/rejects.csv")["key"].tolist() == ["../../escaped"]
+
+
+def test_clips_shorter_than_the_minimum_are_rejected_even_when_already_resampled(tmp_path):
+    manifest = make_source(tmp_path, n=2, seconds=0.3)
+    sf.write(tmp_path / "src" / "clip1.wav", np.full(10, 0.1, np.float32), 32000)  # a 10-sample file
+    out, rejects = resample_manifest(settings(48000, "HQ", min_duration=0.1), manifest, tmp_path / "out", workers=1)
+    assert out["key"].tolist() == ["clip0"]
+    assert rejects[0]["key"] == "clip1" and rejects[0]["reason"] == "too short: 0.0003 s < data.min_duration 0.1 s"
+    assert not (tmp_path / "out/audio/clip1.flac").exists()
+    # a stricter minimum also applies to files an earlier run finished
+    out, rejects = resample_manifest(settings(48000, "HQ", min_duration=0.5), manifest, tmp_path / "out", workers=1)
+    assert out.empty and {r["key"] for r in rejects} == {"clip0", "clip1"}

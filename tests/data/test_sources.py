@@ -67,6 +67,9 @@ def test_full_acquisition_builds_one_manifest_and_reports_every_loss(tmp_path, r
     ac = read_manifest(tmp_path / "ac/manifest.parquet")
     assert set(ac["key"]) == EXPECTED["audiocaps_keys"]
     assert set(ac["sample_rate"]) == {44100} and ac["duration"].round(2).eq(10.0).all()
+    good = ac.set_index("key").loc["ac_acGood00001"]
+    assert (good["caption"], good["captions"]) == ("A dog barks twice", ["A dog barks twice",
+                                                                         "A dog barks at the mail carrier"])
 
     report = fetch_wavcaps(params, tmp_path / "ac/csv", tmp_path / "wc")
     assert report["listed"] == 7 and report["blacklisted"] == 2  # the blacklist entry + the AudioCaps test clip
@@ -92,6 +95,11 @@ def test_full_acquisition_builds_one_manifest_and_reports_every_loss(tmp_path, r
     assert all(Path(p).is_file() for p in merged["path"])
     source = json.loads((tmp_path / "raw/source.json").read_text())
     assert source["counts"]["duplicates_dropped"] == 1 and "AudioCaps wins" in source["duplicate_rule"]
+    report = json.loads((tmp_path / "raw/report.json").read_text())
+    assert report["readable"] == len(merged) and report["clips_by_split"] == {"dev": 3, "train": 5}
+    assert report["rejected_by_reason"] == {"unreadable FLAC": 1}  # the corrupt zip member, from wavcaps/rejects.csv
+    assert report["captions"]["total"] == 6  # acGood00001 has two
+    assert report["duplicates"].startswith("not computed")
 
 
 def test_a_rerun_downloads_nothing_again(tmp_path, remote):

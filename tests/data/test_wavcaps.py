@@ -37,12 +37,13 @@ def test_blacklist_drops_evaluation_clips(tmp_path):
     assert kept["youtube_id"].tolist() == ["zzzzzzzzzzz"] and dropped == 1
 
 
-def test_merge_keeps_one_row_per_video_preferring_audiocaps():
+def test_merge_keeps_one_row_per_video_preferring_audiocaps_with_all_its_captions():
     ac = pd.DataFrame({"audiocap_id": [2, 1, 3], "youtube_id": ["aaaaaaaaaaa", "aaaaaaaaaaa", "bbbbbbbbbbb"],
                        "caption": ["second", "first", "b"], "start_time": [0, 0, 30]})
     wc = pd.DataFrame({"youtube_id": ["bbbbbbbbbbb", "ccccccccccc"], "caption": ["wc b", "wc c"], "duration": 10.0})
     merged, counts = merge_sources(ac, wc)
     assert merged["youtube_id"].tolist() == ["aaaaaaaaaaa", "bbbbbbbbbbb", "ccccccccccc"]
     assert merged["caption"].tolist() == ["first", "b", "wc c"]
+    assert merged["captions"].tolist()[:2] == [["first", "second"], ["b"]]  # wavcaps rows get [caption] on write
     assert merged["source"].tolist() == ["audiocaps", "audiocaps", "wavcaps"]
     assert counts == {"audiocaps": 2, "wavcaps": 2, "duplicates_dropped": 1, "total": 3}

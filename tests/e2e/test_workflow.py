@@ -39,9 +39,9 @@ def run(cmd: list[str], cwd: Path, timeout: int = 600, ok: bool = True) -> subpr
     return done
 
 
-def planned_rules(project: Path) -> set[str]:
+def planned_rules(project: Path, config: list[str] = TINY) -> set[str]:
     """Rules a dry run would execute (from Snakemake's job-stats table)."""
-    out = run(["snakemake", "--cores", "2", "-n", *TINY], project)
+    out = run(["snakemake", "--cores", "2", "-n", *config], project)
     text = out.stdout + out.stderr
     if "Nothing to be done" in text:
         return set()

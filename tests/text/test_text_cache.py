@@ -1,9 +1,11 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from scenesynth.data.manifest import write_manifest
 from scenesynth.pretrained.models import MissingPretrained
-from scenesynth.text.cache import TextCache, build_text_cache, make_encoder
+from scenesynth.text.cache import TextCache, build_manifest_text_cache, build_text_cache, make_encoder
 from scenesynth.text.hash_encoder import HashTextEncoder
 
 CFG = {"encoder": "hash", "max_tokens": 8, "sentence_dim": 16, "word_dim": 12, "word_source": "input_embeddings"}
@@ -129,3 +131,12 @@ def test_clap_cache_errors(tmp_path, tiny_clap):
     (tmp_path / "out" / "words.npy").unlink()
     with pytest.raises(FileNotFoundError, match="words.npy"):
         TextCache(tmp_path / "out")
+
+
+def test_the_text_stage_caches_every_caption_of_every_training_clip(tmp_path):
+    table = pd.DataFrame({"key": ["a", "b", "d"], "path": ["a.wav", "b.wav", "d.wav"], "caption": ["a1", "b1", "d1"],
+                          "captions": [["a1", "a2", "a3"], ["b1"], ["d1", "d2"]], "source": "test",
+                          "duration": 1.0, "sample_rate": 16000, "split": ["train", "train", "dev"]})
+    write_manifest(table, tmp_path / "manifest.parquet")
+    info = build_manifest_text_cache({"text": CFG, "seed": 0}, tmp_path / "manifest.parquet", tmp_path / "cache")
+    assert info["n_captions"] == 4 and sorted(TextCache(tmp_path / "cache").captions) == ["a1", "a2", "a3", "b1"]

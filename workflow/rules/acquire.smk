@@ -1,8 +1,10 @@
-# Acquisition: the demo is synthesised by `acquire` itself; the paper's data
-# (data.source: audiocaps_wavcaps) is fetched by the rules below and merged by
-# `acquire`. They need the internet, so they are local rules (the login node on
-# a cluster). Downloads resume and verified files are never fetched again; only
-# the small reports are declared outputs, so a rerun never deletes audio.
+# Acquisition: the demo is synthesised by `acquire` itself, a custom folder
+# (data.source: custom) read by it; the paper's data (data.source: audiocaps_wavcaps)
+# is fetched by the rules below and merged by `acquire`. The fetch rules need the
+# internet, so they are local rules (the login node on a cluster). Downloads resume
+# and verified files are never fetched again; only the small reports are declared
+# outputs, so a rerun never deletes audio. A custom folder is outside the DAG: the
+# acquire rule's `inventory` (caption file + folder listing) reruns it when it changes.
 
 localrules:
     fetch_audiocaps_csv,
@@ -68,9 +70,11 @@ rule acquire:
         **acquire_inputs(PARAMS),
     output:
         manifest=f"{P.RAW}/manifest.parquet",
+        report=f"{P.RAW}/report.json",
     params:
         settings=stage_settings(PARAMS, "acquire"),
         code=stage_code("acquire"),
+        inventory=acquire_inventory(PARAMS),
         cli=CLI_CONFIG,
         sources=lambda wildcards, input: " ".join(f"--{name} {shlex.quote(path)}" for name, path in input.items()),
     log:

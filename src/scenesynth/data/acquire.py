@@ -3,19 +3,23 @@
 `demo` synthesises the embedded demo dataset. The paper's sources (AudioCaps
 from YouTube, WavCaps' AudioSet_SL part from Hugging Face; docs/paper.md section 7)
 need the internet: their own rules fetch them (data/audiocaps.py, data/wavcaps.py), and this stage
-merges their manifests into one.
+merges their manifests into one. `custom` reads the user's own folder of captioned audio
+(data/custom.py). Every source also writes the data report, ``report.json`` (data/report.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from pathlib import Path
 
 import pandas as pd
 
+from scenesynth.data.custom import acquire_custom
 from scenesynth.data.manifest import read_manifest, write_manifest
 from scenesynth.data.demo.scenes import synthesize_demo
+from scenesynth.data.report import data_report, duplicate_groups, write_data_report
 from scenesynth.data.wavcaps import apply_blacklist, merge_sources
 from scenesynth.utils.atomic import write_json
 from scenesynth.utils.parallel import resolve_workers
@@ -34,6 +38,8 @@ def acquire(params: dict, out_dir: str | Path, sources: dict[str, str | Path] | 
     """
     out_dir = Path(out_dir)
     source = params["data"]["source"]
+    if source == "custom":
+        return acquire_custom(params, out_dir)
     if source == "demo":
         cfg = params["data"]["demo"]
         df = synthesize_demo(
@@ -49,6 +55,9 @@ def acquire(params: dict, out_dir: str | Path, sources: dict[str, str | Path] | 
         df["path"] = [str(out_dir / p) for p in df["path"]]
         write_manifest(df, manifest)
         write_json(out_dir / "source.json", {"source": "demo", "synthetic": True, "n_clips": len(df)})
+        hashes = [hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in df["path"]]
+        write_data_report(out_dir, data_report("demo", read_manifest(manifest), [],
+                                               duplicate_groups(list(df["key"]), hashes)))
         return manifest
     missing = [name for name in ("audiocaps", "wavcaps") if not (sources or {}).get(name)]
     if missing:
@@ -97,6 +106,13 @@ def merge_training_sources(params: dict, audiocaps_manifest: str | Path, wavcaps
         counts["dev_prompts"] = len(dev)
     manifest = out_dir / "manifest.parquet"
     write_manifest(merged, manifest)
+    upstream_rejects = [row for folder in (Path(audiocaps_manifest).parent, Path(wavcaps_manifest).parent)
+                        if (folder / "rejects.csv").is_file()
+                        for row in pd.read_csv(folder / "rejects.csv", dtype=str).to_dict("records")]
+    write_data_report(out_dir, data_report(
+        "audiocaps_wavcaps", read_manifest(manifest), upstream_rejects,
+        "not computed: one row per YouTube id already (hashing ~160k clips would read them all once more)",
+        counts=counts))
     write_json(out_dir / "source.json", {"source": "audiocaps_wavcaps", "synthetic": False, "n_clips": len(merged),
                                          "counts": counts,
                                          "duplicate_rule": "one row per YouTube id; AudioCaps wins over WavCaps; "

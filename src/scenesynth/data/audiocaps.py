@@ -23,7 +23,7 @@ from typing import Callable
 import pandas as pd
 
 from scenesynth.audio_io import AUDIO_SUFFIXES
-from scenesynth.data.manifest import probe_clips, write_manifest, write_rejects
+from scenesynth.data.manifest import collect_captions, probe_clips, write_manifest, write_rejects
 from scenesynth.fetch.download import download_options, fetch_recorded
 from scenesynth.utils.atomic import atomic_path, write_json
 
@@ -236,7 +236,8 @@ def fetch_audiocaps_clips(params: dict, csv_dir: str | Path, out_dir: str | Path
             if record["youtube_id"] in present:
                 rows.append({**record, "path": str(present[record["youtube_id"]]), "audiocaps_split": split})
     table = pd.DataFrame(rows, columns=[*CSV_COLUMNS, "path", "audiocaps_split"])
-    table = table.sort_values(["youtube_id", "audiocap_id"]).drop_duplicates("youtube_id")
+    # one row per video, every caption kept (val/test have five): the lowest audiocap_id's caption first
+    table = collect_captions(table.sort_values(["youtube_id", "audiocap_id"]), "youtube_id")
     manifest, rejects = probe_clips(table.assign(key="ac_" + table["youtube_id"], source="audiocaps"))
     write_rejects(rejects, out_dir / "rejects.csv")
     write_manifest(manifest, out_dir / "manifest.parquet")

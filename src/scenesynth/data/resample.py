@@ -2,9 +2,11 @@
 
 soundfile reads, soxr resamples (docs/paper.md section 0: torchaudio does not work
 with this CPU torch). Unreadable, empty or non-finite inputs are skipped and
-recorded with their reason; outputs already present are kept (each was written
-atomically, so an existing file is complete), which makes an interrupted run
-resume where it stopped.
+recorded with their reason, and so are clips shorter than ``data.min_duration`` (a
+10-sample file is no training clip) and rows whose key could not name a file (checked
+where the manifest is read, so a key like ``../../x`` never becomes a path); outputs
+already present are kept (each was written atomically, so an existing file is complete),
+which makes an interrupted run resume where it stopped.
 
 Speed (~160k clips): a mono file is not averaged over its single channel, and
 the output FLAC is encoded in memory from int16 samples converted here exactly
@@ -28,7 +30,7 @@ import soxr
 from tqdm import tqdm
 
 from scenesynth.audio_io import AudioReadError, encode16_bytes, load_mono
-from scenesynth.data.manifest import read_manifest, write_manifest, write_rejects
+from scenesynth.data.manifest import read_manifest_and_rejects, write_manifest, write_rejects
 from scenesynth.config import fingerprint
 from scenesynth.utils.atomic import atomic_path, write_text
 from scenesynth.utils.parallel import resolve_workers
@@ -37,15 +39,27 @@ from scenesynth.utils.parallel import resolve_workers
 log = logging.getLogger(__name__)
 
 
-def resample_clip(src: str, dst: str, target_rate: int, quality: str) -> tuple[float, str | None]:
+def too_short(duration: float, min_duration: float) -> str | None:
+    """The reject reason of a clip shorter than ``data.min_duration`` seconds, or None."""
+    if duration < min_duration:
+        return f"too short: {duration:.4f} s < data.min_duration {min_duration:g} s"
+    return None
+
+
+def resample_clip(src: str, dst: str, target_rate: int, quality: str,
+                  min_duration: float = 0.0) -> tuple[float, str | None]:
     """Resample one file; returns (duration in s, reject reason or None)."""
     if Path(dst).is_file():
         info = sf.info(dst)
-        return info.frames / info.samplerate, None
+        duration = info.frames / info.samplerate
+        return duration, too_short(duration, min_duration)
     try:
         audio, rate = load_mono(src)
     except AudioReadError as err:
         return 0.0, str(err)
+    reason = too_short(len(audio) / rate, min_duration)
+    if reason:
+        return len(audio) / rate, reason
     if rate != target_rate:
         audio = soxr.resample(audio, rate, target_rate, quality=quality)
     # the container follows dst's suffix: .wav (resample.format default: fast to write and read) or .flac (less disk)
@@ -78,16 +92,18 @@ def _discard_stale_audio(out_dir: Path, manifest_path: str | Path, target_rate: 
 
 def resample_manifest(params: dict, manifest_path: str | Path, out_dir: str | Path,
                       workers: int | None = None) -> tuple[pd.DataFrame, list[dict]]:
-    """Resample all clips to ``audio.sample_rate`` (``resample.quality``, ``resample.format``); write
-    ``out_dir/manifest.parquet`` and ``out_dir/rejects.csv``. ``workers``: None = ``resample.workers``."""
+    """Resample all clips to ``audio.sample_rate`` (``resample.quality``, ``resample.format``), rejecting
+    those shorter than ``data.min_duration``; write ``out_dir/manifest.parquet`` and ``out_dir/rejects.csv``.
+    ``workers``: None = ``resample.workers``."""
     out_dir = Path(out_dir)
     target_rate, quality = params["audio"]["sample_rate"], params["resample"]["quality"]
     audio_format = params["resample"]["format"]
     workers = params["resample"]["workers"] if workers is None else workers
-    df = read_manifest(manifest_path)
+    min_duration = params["data"]["min_duration"]
+    df, rejects = read_manifest_and_rejects(manifest_path, "resample")
     _discard_stale_audio(out_dir, manifest_path, target_rate, quality, audio_format)
     destinations = [str(out_dir / "audio" / f"{key}.{audio_format}") for key in df["key"]]
-    jobs = [(src, dst, target_rate, quality) for src, dst in zip(df["path"], destinations)]
+    jobs = [(src, dst, target_rate, quality, min_duration) for src, dst in zip(df["path"], destinations)]
     n_workers = resolve_workers(workers)
     progress = dict(total=len(jobs), desc="resample", unit="clip", mininterval=2.0)
     if n_workers > 1:
@@ -96,7 +112,7 @@ def resample_manifest(params: dict, manifest_path: str | Path, out_dir: str | Pa
     else:
         results = [resample_clip(*job) for job in tqdm(jobs, **progress)]
 
-    rejects, keep = [], []
+    keep = []
     for (_, row), dst, (duration, reason) in zip(df.iterrows(), destinations, results):
         if reason is not None:
             rejects.append({"key": row["key"], "path": row["path"], "stage": "resample", "reason": reason})

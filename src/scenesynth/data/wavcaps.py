@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from scenesynth.data.audiocaps import read_audiocaps_csv
-from scenesynth.data.manifest import probe_clips, write_manifest, write_rejects
+from scenesynth.data.manifest import collect_captions, probe_clips, write_manifest, write_rejects
 from scenesynth.fetch.archive import extract_flac_members, split_parts
 from scenesynth.fetch.download import download_options, fetch_recorded, listing_or_saved
 from scenesynth.fetch.hf_hub import HubFile, list_folder, resolve_url
@@ -77,11 +77,11 @@ def apply_blacklist(table: pd.DataFrame, blocked: set[str]) -> tuple[pd.DataFram
 def merge_sources(audiocaps: pd.DataFrame, wavcaps: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """One row per YouTube id across both sources.
 
-    Rule: a video in both keeps its AudioCaps row (human-written caption, the
-    segment AudioCaps chose); within AudioCaps, several captions of one video
-    keep the first by audiocap_id. Returns the merged table and the counts.
+    Rule: a video in both keeps its AudioCaps row (human-written captions, the
+    segment AudioCaps chose); within AudioCaps, the captions of one video are all
+    kept (``captions``), the lowest audiocap_id's first. Returns the merged table and the counts.
     """
-    ac = audiocaps.sort_values(["youtube_id", "audiocap_id"]).drop_duplicates("youtube_id").assign(source="audiocaps")
+    ac = collect_captions(audiocaps.sort_values(["youtube_id", "audiocap_id"]), "youtube_id").assign(source="audiocaps")
     wc = wavcaps.drop_duplicates("youtube_id").assign(source="wavcaps")
     overlap = wc["youtube_id"].isin(ac["youtube_id"])
     merged = pd.concat([ac, wc[~overlap]], ignore_index=True).sort_values("youtube_id").reset_index(drop=True)

@@ -136,13 +136,14 @@ class _AtomicShardFiles:
 
 
 def write_shards(
-    samples: Iterable[dict], out_dir: Path, shard_size: int, prefix: str = "train"
+    samples: Iterable[dict], out_dir: Path, shard_size: int, prefix: str = "train", extra: dict | None = None
 ) -> dict[str, Any]:
     """Write samples {key, mel, meta} to ``out_dir/{prefix}-NNNNNN.tar`` and ``index.json``.
 
     ``shard_size`` is the number of samples per shard. All mels must share one
     shape. Keys must be unique. Shards of an earlier run with the same prefix that
     this run does not produce are deleted, so the folder matches its index.
+    ``extra`` adds entries to the index (how the samples were made).
     Returns the index dict (also written to ``out_dir/index.json``).
     """
     if shard_size < 1:
@@ -207,6 +208,7 @@ def write_shards(
         "n_frames": n_frames,
         "dtype": MEL_DTYPE.name,
         "members": {"mel": MEL_EXT, "meta": META_EXT},
+        **(extra or {}),
     }
     write_json(out_dir / INDEX_NAME, index)
     return index

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from scenesynth import paths
+from scenesynth.data.report import REPORT_NAME, headline, read_data_report
 
 
 def _read(path: Path) -> dict:
@@ -18,6 +19,9 @@ def print_summary(params: dict) -> None:
     generated = Path(paths.GENERATED)
     n_wavs = len(list(generated.glob("seed*/*.wav")))
     print("\nscenesynth: run finished")
+    data = read_data_report(Path(paths.RAW) / REPORT_NAME)
+    if data:
+        print(f"  data            : {headline(data)} ({paths.RAW}/{REPORT_NAME})")
     print(f"  generated audio : {generated}/seed*/<prompt id>.wav ({n_wavs} files)")
     print(f"  metrics         : {metrics}/train.json, fad.json, conditioning.json")
     if fad:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scenesynth.data.manifest import read_manifest
+from scenesynth.data.manifest import CAPTIONS, read_manifest
 from scenesynth.pretrained.folder import missing_model_files
 from scenesynth.pretrained.models import DEFAULT_PRETRAINED_ROOT, MissingPretrained, fetch_hint
 from scenesynth.text.batch import TextBatch
@@ -88,8 +88,13 @@ def encode_sentences(encoder, token_ids: list[list[int]], words_path: Path | Non
 
 def build_manifest_text_cache(params: dict, manifest: str | Path, out_dir: str | Path,
                               pretrained_dir: str | Path | None = None) -> dict:
-    """The `text` stage: the cache of every caption of a manifest (training clips and dev prompts)."""
-    return build_text_cache(params, list(read_manifest(manifest)["caption"]), out_dir, pretrained_dir)
+    """The `text` stage: the cache of every caption of every training clip of a manifest (all of a clip's
+    captions train; dev prompts are encoded at generation, text/prompts.py)."""
+    table = read_manifest(manifest)
+    captions = [caption for clip in table.loc[table["split"] == "train", CAPTIONS] for caption in clip]
+    if not captions:
+        raise ValueError(f"{manifest}: no training captions (no row with split == 'train')")
+    return build_text_cache(params, captions, out_dir, pretrained_dir)
 
 
 def build_text_cache(params: dict, captions: list[str], out_dir: str | Path, pretrained_dir: str | Path | None = None,

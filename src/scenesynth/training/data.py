@@ -5,6 +5,11 @@ An endless, seeded stream: each pass over the shards uses a new shard order
 own subset of shards. Captions are turned into embeddings in the main process
 (a table lookup), so workers only move mels.
 
+A clip with several captions (its shard metadata lists them) is paired with one of
+them per pass: drawn from (seed, pass, clip key) alone, so the draw does not depend on
+the shuffle, the worker or the rank, and a stream re-created from a checkpoint draws
+exactly what the uninterrupted one would have.
+
 With several training processes (ranks), each rank reads its own shards (split by
 rank, then by worker) when there are at least ranks x workers shards; with fewer
 shards every rank reads the one global stream and keeps its rows of each global
@@ -14,6 +19,7 @@ single process would see. One process reads exactly what it always did.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import random
 from pathlib import Path
@@ -24,6 +30,16 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from scenesynth.features.shards import make_webdataset, read_index, shard_paths
+
+
+def draw_caption(meta: dict, key: str, seed: int, epoch: int) -> str:
+    """The caption a sample trains with in pass ``epoch``: one of ``meta['captions']`` (or the single
+    ``caption`` of older shards), uniformly, from a hash of (seed, epoch, key)."""
+    captions = meta.get("captions") or [meta["caption"]]
+    if len(captions) == 1:
+        return captions[0]
+    digest = hashlib.sha256(f"{seed}:{epoch}:{key}".encode()).digest()
+    return captions[int.from_bytes(digest[:8], "big") % len(captions)]
 
 
 class MelCaptionStream(IterableDataset):
@@ -57,7 +73,8 @@ class MelCaptionStream(IterableDataset):
             n_read = 0
             for sample in make_webdataset(shards, shuffle=False, nodesplitter=None, workersplitter=None):
                 n_read += 1
-                yield torch.from_numpy(np.asarray(sample["mel"], dtype=np.float16))[None], sample["meta"]["caption"]
+                caption = draw_caption(sample["meta"], sample["key"], self.seed, epoch)
+                yield torch.from_numpy(np.asarray(sample["mel"], dtype=np.float16))[None], caption
             if n_read == 0:
                 raise RuntimeError(f"{self.shard_dir}: a pass over shards {[p.name for p in shards]} gave no sample")
 

@@ -31,12 +31,22 @@ def resolve_params(params_path: str | Path, overlay: str) -> dict:
 
 
 def acquire_inputs(params: dict) -> dict[str, str]:
-    """The per-dataset manifests the acquire rule merges: none for the demo; otherwise both training
-    sources and the DCASE dev set."""
-    if params["data"]["source"] == "demo":
+    """The per-dataset manifests the acquire rule merges: none for the demo and a custom folder;
+    otherwise both training sources and the DCASE dev set."""
+    if params["data"]["source"] in ("demo", "custom"):
         return {}
     return {"audiocaps": f"{paths.AUDIOCAPS}/manifest.parquet", "wavcaps": f"{paths.WAVCAPS}/manifest.parquet",
             "dev": f"{paths.DCASE_DEV}/manifest.parquet"}
+
+
+def acquire_inventory(params: dict) -> str:
+    """What the acquire rule reads from outside the DAG, as a fingerprint for its rerun trigger: the
+    custom source's caption file and folder listing (data/custom.py); nothing for the other sources."""
+    if params["data"]["source"] != "custom":
+        return ""
+    from scenesynth.data.custom import inventory
+
+    return inventory(params["data"]["custom"])
 
 
 def pretrained_inputs(params: dict, stage: str) -> list[str]:

@@ -41,8 +41,10 @@ STAGES: dict[str, Stage] = {
     "fetch_dcase_dev": Stage("fetch-dcase-dev", "scenesynth.data.dcase_dev", ("data.dcase_dev", "data.download")),
     "fetch_pretrained": Stage("fetch-pretrained", "scenesynth.pretrained.fetch",
                               ("pretrained.hf_endpoint", "pretrained.zenodo_api")),  # + the model's own entry
-    "acquire": Stage("acquire", "scenesynth.data.acquire", ("data", "seed"), ignored=("data.demo.workers",)),
-    "resample": Stage("resample", "scenesynth.data.resample", ("audio", "resample"), ignored=("resample.workers",)),
+    "acquire": Stage("acquire", "scenesynth.data.acquire", ("data", "seed"),
+                     ignored=("data.demo.workers", "data.custom.workers")),
+    "resample": Stage("resample", "scenesynth.data.resample", ("audio", "resample", "data.min_duration"),
+                      ignored=("resample.workers",)),
     "mel": Stage("mel", "scenesynth.features.mel_shards", ("audio", "mel", "seed"), ignored=("mel.workers",)),
     "text": Stage("text", "scenesynth.text.cache", ("text", "seed", "pretrained")),
     # How many processes train does not change what is learnt (docs/cluster-training.md).
