@@ -151,6 +151,9 @@ def test_unusable_settings_and_files_stop_with_the_name_of_what_to_fix(tmp_path,
     (tmp_path / "bad.jsonl").write_text('{"path": "rain.ogg", "caption": "ok"}\n{"path": "x.wav", caption}\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl: line 2: not JSON"):
         acquire(params_for(tmp_path, folder, tmp_path / "bad.jsonl"), tmp_path / "raw")
+    (tmp_path / "comma.csv").write_text('file,caption\nrain.ogg,"rain, heavy"\ntone_a.wav,a tone, low\n')
+    with pytest.raises(ValueError, match=r"comma\.csv: line 3: 3 fields but the header has 2"):
+        acquire(params_for(tmp_path, folder, tmp_path / "comma.csv"), tmp_path / "raw")
     (tmp_path / "two.csv").write_text("file,caption\nrain.ogg,rain\ntone_a.wav,a tone\n")
     with pytest.raises(ValueError, match=r"two\.csv: 2 usable clips, 2 of them dev: .* at least 2 dev clips and "
                                          r"training at least 1"):
@@ -169,3 +172,24 @@ def test_the_inventory_changes_with_the_captions_and_the_folder(tmp_path, folder
     captions.write_text(captions.read_text().replace("Rain falls", "Rain drips"))
     assert inventory(cfg) not in (first, second)
     assert inventory({**cfg, "audio_dir": None}).startswith("unusable: ")
+
+
+def test_the_readme_walk_through_overlay_is_valid_and_reads_a_folder(tmp_path, folder):
+    """The two heredocs of README "Train on your own sounds", as a shell would write them."""
+    section = (REPO / "README.md").read_text().split("## Train on your own sounds", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"cat >>? config/mine\.yaml <<'?EOF'?\n(.*?)\nEOF\n", section, flags=re.S)
+    assert len(blocks) == 2
+    home = tmp_path / "home"
+    (home / "sounds").mkdir(parents=True)
+    names = ["rain.ogg", "tone_a.wav", "tone_b.flac", "tone_c.ogg", SPACES_NAME]
+    for name in names:
+        (home / "sounds" / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / "sounds" / name).write_bytes((folder / name).read_bytes())
+    pd.DataFrame({"file_name": names, "caption_1": [f"a caption of {n}" for n in names],
+                  "caption_2": "another"}).to_csv(home / "sounds/captions.csv", index=False)
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text(blocks[0].replace("$HOME", str(home)) + "\n" + blocks[1] + "\n")
+    params = load_params(REPO / "params.yaml", overlay)
+    assert params["text"]["encoder"] == "hash" and params["generate"]["vocoder"] == "griffin_lim"
+    manifest = read_manifest(acquire(params, tmp_path / "raw"))
+    assert len(manifest) == 5 and set(manifest["split"]) == {"train", "dev"}

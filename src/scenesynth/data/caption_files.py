@@ -15,6 +15,7 @@ them as rejects.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -46,10 +47,26 @@ def _numbered_captions(columns) -> list[str]:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    """Every cell as text. Strict about the number of fields: given a row with one field too many
+    (a caption with an unquoted comma), pandas would take the first column for an index or drop
+    the extra field, and train on shifted captions."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            rows = []
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                if len(row) != len(header):
+                    raise CaptionFileError(f"{path}: line {reader.line_num}: {len(row)} fields but the header has "
+                                           f"{len(header)} (a caption holding a comma needs quotes)")
+                rows.append(row)
+    except (csv.Error, UnicodeDecodeError) as err:
         raise CaptionFileError(f"{path}: not a readable UTF-8 CSV: {err}") from err
+    if not header:
+        raise CaptionFileError(f"{path}: empty file")
+    return pd.DataFrame(rows, columns=header, dtype=str)
 
 
 def detect_format(path: str | Path) -> str:
