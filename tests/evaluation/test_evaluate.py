@@ -37,6 +37,20 @@ def test_fad_of_references_against_themselves_is_near_zero(tmp_path, tiny_model,
     assert cond["generated"]["fg_accuracy"] == cond["real_dev"]["fg_accuracy"]
 
 
+def test_fad_against_a_custom_folder_is_never_called_comparable(tmp_path, tiny_model, tiny_data, monkeypatch):
+    """Even with the paper's embedding, a FAD against the user's own clips is not the paper's FAD."""
+    from scenesynth.evaluation import evaluate as stage
+
+    logmel = stage.get_embedding("logmel_stats")
+    monkeypatch.setattr(logmel, "name", stage.PAPER_EMBEDDING)  # stands in for PANNs: only its name is read
+    monkeypatch.setattr(stage, "get_embedding", lambda name, **_: logmel)
+    references_as_generated(tiny_data, tiny_model["params"], tmp_path / "gen")
+    for source, comparable in (("custom", False), ("audiocaps_wavcaps", True)):
+        params = with_overrides(tiny_model["params"], data={"source": source})
+        fad = evaluate(params, tmp_path / "gen", tiny_data["raw"], tmp_path / source, tiny_model["run"])["fad"]
+        assert fad["comparable_to_paper"] is comparable, source
+
+
 def test_generated_clips_score_worse_than_references(tmp_path, tiny_model, tiny_data):
     """Noise in place of the generated clips gives a larger FAD than the references do."""
     params = tiny_model["params"]

@@ -117,6 +117,13 @@ def test_metrics_page_says_the_stand_in_fad_is_not_comparable():
     assert "<td>logmel_stats</td><td>yes</td>" in page and "Skipped: no labels" in page
 
 
+def test_metrics_page_of_a_custom_folder_says_why_it_is_not_comparable():
+    fad = fad_record(embedding="panns_wavegram_logmel", stand_in=False, comparable_to_paper=False,
+                     stand_ins={"data.source": "custom"})
+    verdict = re.search(r'id="verdict">([^<]+)<', metrics_page(fad, {"skipped": "no labels"}, {})).group(1)
+    assert verdict.startswith("NOT comparable") and "clips of your own folder (data.source: custom)" in verdict
+
+
 def test_metrics_page_of_the_papers_setup_says_comparable():
     fad = fad_record(embedding="panns_wavegram_logmel", stand_in=False, comparable_to_paper=True,
                      stand_ins={"data.source": "audiocaps_wavcaps"})

@@ -92,7 +92,8 @@ def fad_metrics(params: dict, dev: pd.DataFrame, references: list[np.ndarray], g
                              for c, v in per_category.items()},
         "embedding": embedding.name,
         "stand_in": embedding.name != PAPER_EMBEDDING,
-        "comparable_to_paper": embedding.name == PAPER_EMBEDDING and params["data"]["source"] != "demo",
+        # only the paper's training data (its dev prompts come with it): not the demo, not a custom folder
+        "comparable_to_paper": embedding.name == PAPER_EMBEDDING and params["data"]["source"] == "audiocaps_wavcaps",
         "n_prompts": len(keys),
         "n_seeds": len(per_seed),
         "baseline_fad": params["evaluate"]["baseline_fad"],

@@ -151,6 +151,8 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict) -> str:
         reasons.append(f"the FAD embedding is {embedding}, an offline stand-in for PANNs Wavegram-Logmel")
     if stand_ins.get("data.source") == "demo":
         reasons.append("the dev set is the synthetic demo data, not the DCASE 2024 Task 7 dev set")
+    if stand_ins.get("data.source") == "custom":
+        reasons.append("the dev set is clips of your own folder (data.source: custom), not the DCASE 2024 Task 7 dev set")
     if not comparable and not reasons:
         reasons.append("this run's setup differs from the paper's")
     verdict = ("Comparable with the paper: the paper's embedding on the challenge's dev set." if comparable else
