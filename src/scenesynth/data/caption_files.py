@@ -24,7 +24,6 @@ import pandas as pd
 
 from scenesynth.data.audiocaps import AudioCapsError, find_local_clips, read_audiocaps_csv
 
-FORMATS = ("clotho", "audiocaps", "csv", "jsonl")
 FILE_COLUMNS = ("file_name", "filename", "file", "path", "audio", "audio_path", "fname", "wav")
 CAPTION_COLUMNS = ("caption", "text", "description", "prompt", "raw_text")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -46,15 +45,15 @@ def _numbered_captions(columns) -> list[str]:
     return [c for _, c in sorted(numbered)]
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    """Every cell as text. Strict about the number of fields: given a row with one field too many
-    (a caption with an unquoted comma), pandas would take the first column for an index or drop
-    the extra field, and train on shifted captions."""
+def _read_csv(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """Every cell as text, and the line each row ends on (for error messages). Strict about the number
+    of fields: given a row with one field too many (a caption with an unquoted comma), pandas would
+    take the first column for an index or drop the extra field, and train on shifted captions."""
+    rows, lines = [], []
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
             header = next(reader, [])
-            rows = []
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue
@@ -62,11 +61,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
                     raise CaptionFileError(f"{path}: line {reader.line_num}: {len(row)} fields but the header has "
                                            f"{len(header)} (a caption holding a comma needs quotes)")
                 rows.append(row)
+                lines.append(reader.line_num)
     except (csv.Error, UnicodeDecodeError) as err:
         raise CaptionFileError(f"{path}: not a readable UTF-8 CSV: {err}") from err
     if not header:
         raise CaptionFileError(f"{path}: empty file")
-    return pd.DataFrame(rows, columns=header, dtype=str)
+    return pd.DataFrame(rows, columns=header, dtype=str), lines
 
 
 def detect_format(path: str | Path) -> str:
@@ -75,7 +75,7 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if path.suffix.lower() in JSONL_SUFFIXES:
         return "jsonl"
-    columns = {_normalised(c) for c in _read_csv(path).columns}
+    columns = {_normalised(c) for c in _read_csv(path)[0].columns}
     if "file_name" in columns and _numbered_captions(columns):
         return "clotho"
     if {"youtube_id", "caption"} <= columns:
@@ -103,8 +103,9 @@ def _split_of(value, where: str) -> str:
     return text
 
 
-def _table_rows(path: Path, table: pd.DataFrame, cfg: dict, clotho: bool) -> pd.DataFrame:
+def _table_rows(path: Path, cfg: dict, clotho: bool) -> pd.DataFrame:
     """Rows of a CSV with one file column and one or several caption columns."""
+    table, lines = _read_csv(path)
     file_column = _pick(table.columns, cfg["file_column"], ("file_name",) if clotho else FILE_COLUMNS,
                         "file column", "file_column", path)
     if cfg["caption_column"]:
@@ -117,7 +118,7 @@ def _table_rows(path: Path, table: pd.DataFrame, cfg: dict, clotho: bool) -> pd.
                                " set data.custom.file_column and data.custom.caption_column")
     split_column = _pick(table.columns, cfg["split_column"], (), "split column", "split_column", path)
     rows = []
-    for number, record in enumerate(table.to_dict("records"), start=2):  # line 1 is the header
+    for number, record in zip(lines, table.to_dict("records")):
         where = f"{path}: line {number}"
         name = str(record[file_column]).strip()
         if not name:
@@ -135,7 +136,7 @@ def _audiocaps_rows(path: Path, cfg: dict, audio_dir: Path) -> pd.DataFrame:
         raise CaptionFileError(str(err)) from err
     split_column = None
     if cfg["split_column"]:
-        extra = _read_csv(path)
+        extra, _ = _read_csv(path)
         split_column = _pick(extra.columns, cfg["split_column"], (), "split column", "split_column", path)
         table = table.assign(split=extra[split_column].to_numpy())
     found = find_local_clips(audio_dir, table)
@@ -187,7 +188,7 @@ def read_caption_file(path: str | Path, cfg: dict, audio_dir: str | Path) -> tup
     elif fmt == "audiocaps":
         rows = _audiocaps_rows(path, cfg, Path(audio_dir))
     else:
-        rows = _table_rows(path, _read_csv(path), cfg, clotho=fmt == "clotho")
+        rows = _table_rows(path, cfg, clotho=fmt == "clotho")
     if rows.empty:
         raise CaptionFileError(f"{path}: no captions in it (read as {fmt})")
     return rows, fmt

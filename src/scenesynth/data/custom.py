@@ -135,7 +135,8 @@ def choose_dev(clips: pd.DataFrame, cfg: dict, seed: int) -> list[str]:
     for index in order:
         if len(dev) >= wanted:
             break
-        dev.update(members[groups[index]])
+        if len(dev) + len(members[groups[index]]) <= cfg["dev_max"]:  # a whole group, within the cap
+            dev.update(members[groups[index]])
     return ["dev" if key in dev else "train" for key in clips["key"]]
 
 
