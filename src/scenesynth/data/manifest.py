@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from scenesynth.audio_io import AudioReadError, probe
+from scenesynth.paths import locate
 from scenesynth.utils.atomic import atomic_path
 
 REQUIRED_COLUMNS = ("key", "path", "caption", "source", "duration", "sample_rate", "split")
@@ -38,7 +39,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
         dup = df.loc[df["key"].duplicated(), "key"].iloc[0]
         raise ManifestError(f"{path}: duplicate key {dup!r}")
     root = path.parent.resolve()
-    df["path"] = [str((root / p).resolve()) for p in df["path"]]
+    df["path"] = [str(locate((root / p).resolve())) for p in df["path"]]
     return df
 
 
