@@ -37,5 +37,6 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/data_stage.py
 	$(BIN)/python benchmarks/generate.py --vocoder-frames 64,256 --offline
 
+# Removes what a run derived, never the downloads (data/downloads) or fetched models (data/pretrained).
 clean-demo:
-	rm -rf data runs outputs metrics logs benchmarks/logs mlflow.db mlartifacts .snakemake
+	rm -rf data/raw data/audio48k data/mels data/text runs outputs metrics logs benchmarks/logs mlflow.db mlartifacts .snakemake

@@ -14,6 +14,7 @@ from pathlib import Path
 from scenesynth import paths
 from scenesynth.config import ConfigError, load_params
 from scenesynth.pretrained.models import PIPELINE_MODELS
+from scenesynth.utils.atomic import sweep_leftovers
 
 log = logging.getLogger("scenesynth")
 
@@ -184,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def owned_outputs(args: argparse.Namespace) -> list[Path]:
+    """The folders and files a verb writes: the leftovers of an interrupted run there are swept when
+    it starts again (utils/atomic.py), so a resumed run ends with what an uninterrupted one has."""
+    if args.verb == "fetch-pretrained":  # data/pretrained is shared by one job per model
+        return [Path(args.out) / args.name]
+    owned = [Path(args.out)] if getattr(args, "out", None) else []
+    if getattr(args, "metrics", None) and args.verb == "train":
+        owned.append(Path(args.metrics))
+    return owned
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
@@ -191,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        sweep_leftovers(*owned_outputs(args))
         args.func(args)
     except ConfigError as err:
         print(f"scenesynth: configuration error: {err}", file=sys.stderr)

@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,29 @@ def test_snakemake_config_may_only_set_overlay(params_copy):
 def test_source_fingerprint_is_stable_and_specific():
     assert source_fingerprint("data") == source_fingerprint("data")
     assert source_fingerprint("data") != source_fingerprint("training")
+
+
+def test_a_change_the_overlay_would_shadow_is_refused(tmp_path):
+    """`dvc exp run -S train.steps=9` with an overlay that sets train.steps would train the overlay's
+    steps while the experiment table showed 9: refused, naming the key and the way to vary it."""
+    import subprocess
+
+    project = tmp_path / "project"
+    (project / "config").mkdir(parents=True)
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    shutil.copy(REPO / "config" / "tiny.yaml", project / "config" / "tiny.yaml")
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "x"]):
+        subprocess.run(cmd, cwd=project, check=True)
+    load_params(project / "params.yaml", "config/tiny.yaml")  # unchanged: fine
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["lr_g"] = 2e-4  # the tiny overlay does not set it: it runs
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    assert load_params(project / "params.yaml", "config/tiny.yaml")["train"]["lr_g"] == 2e-4
+    params["train"]["steps"] = 9  # the tiny overlay sets it: refused
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=r"train.steps is 9 here .* config/tiny.yaml:train.steps="):
+        load_params(project / "params.yaml", "config/tiny.yaml")
+    assert load_params(project / "params.yaml")["train"]["steps"] == 9  # no overlay: nothing shadows it
+    shutil.rmtree(project / ".git")
+    load_params(project / "params.yaml", "config/tiny.yaml")  # outside git nothing to compare with

@@ -91,4 +91,17 @@ def test_killed_training_resumes_from_checkpoint(tmp_path, tiny_data, mlflow_uri
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"at step {killed_at}" in done.stderr
     summary = json.loads((tmp_path / "m.json").read_text())
-    assert summary["steps"] == killed_at + 2 and summary["steps_this_run"] == 2
+    timing = json.loads((tmp_path / "run" / "timing.json").read_text())
+    assert summary["steps"] == killed_at + 2 and timing["steps_this_run"] == 2
+    # The MLflow run continued, and each step's losses are there once, whatever the killed run had logged.
+    from mlflow.tracking import MlflowClient
+
+    run_id = json.loads((tmp_path / "run" / "mlflow_run.json").read_text())["run_id"]
+    steps = [m.step for m in MlflowClient(tracking_uri=mlflow_uri).get_metric_history(run_id, "g_total")]
+    assert sorted(steps) == list(range(1, killed_at + 3))
+    # Resumed at its last step, a run trains nothing and keeps the losses it ended with.
+    again = subprocess.run(cmd + ["--max-steps", str(killed_at + 2)], env=venv_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "timing.json").read_text())["steps_this_run"] == 0
+    assert json.loads((tmp_path / "m.json").read_text())["last_losses"] == summary["last_losses"] != {}

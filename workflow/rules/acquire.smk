@@ -24,7 +24,7 @@ rule fetch_audiocaps_csv:
     log:
         f"{P.LOGS}/fetch_audiocaps_csv.log",
     shell:
-        "scenesynth fetch-audiocaps-csv {params.cli} --out {P.AUDIOCAPS}/csv > {log:q} 2>&1"
+        "scenesynth fetch-audiocaps-csv {params.cli} --out {P.AUDIOCAPS:q}/csv > {log:q} 2>&1"
 
 
 rule fetch_audiocaps_audio:
@@ -42,7 +42,7 @@ rule fetch_audiocaps_audio:
     benchmark:
         f"{P.BENCHMARKS}/fetch_audiocaps_audio.tsv"
     shell:
-        "scenesynth fetch-audiocaps-audio {params.cli} --csv {P.AUDIOCAPS}/csv --out {P.AUDIOCAPS}"
+        "scenesynth fetch-audiocaps-audio {params.cli} --csv {P.AUDIOCAPS:q}/csv --out {P.AUDIOCAPS:q}"
         " > {log:q} 2>&1"
 
 
@@ -61,7 +61,7 @@ rule fetch_wavcaps:
     benchmark:
         f"{P.BENCHMARKS}/fetch_wavcaps.tsv"
     shell:
-        "scenesynth fetch-wavcaps {params.cli} --audiocaps-csv {P.AUDIOCAPS}/csv --out {P.WAVCAPS}"
+        "scenesynth fetch-wavcaps {params.cli} --audiocaps-csv {P.AUDIOCAPS:q}/csv --out {P.WAVCAPS:q}"
         " > {log:q} 2>&1"
 
 
@@ -94,4 +94,4 @@ rule fetch_dcase_dev:
     log:
         f"{P.LOGS}/fetch_dcase_dev.log",
     shell:
-        "scenesynth fetch-dcase-dev {params.cli} --out {P.DCASE_DEV} > {log:q} 2>&1"
+        "scenesynth fetch-dcase-dev {params.cli} --out {P.DCASE_DEV:q} > {log:q} 2>&1"

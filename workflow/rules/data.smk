@@ -56,5 +56,5 @@ rule text:
     log:
         f"{P.LOGS}/text.log",
     shell:
-        "scenesynth text {params.cli} --manifest {input.manifest:q} --pretrained {P.PRETRAINED} --out {P.TEXT}"
+        "scenesynth text {params.cli} --manifest {input.manifest:q} --pretrained {P.PRETRAINED:q} --out {P.TEXT}"
         " > {log:q} 2>&1"

@@ -20,7 +20,7 @@ rule generate:
         f"{P.BENCHMARKS}/generate.tsv"
     shell:
         "scenesynth generate {params.cli} --model {input.model:q}"
-        " --manifest {input.manifest:q} --pretrained {P.PRETRAINED} --out {P.GENERATED} > {log:q} 2>&1"
+        " --manifest {input.manifest:q} --pretrained {P.PRETRAINED:q} --out {P.GENERATED} > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -32,6 +32,7 @@ rule evaluate:
     output:
         fad=f"{P.METRICS}/fad.json",
         conditioning=f"{P.METRICS}/conditioning.json",
+        headline=f"{P.METRICS}/headline.json",
     params:
         settings=stage_settings(PARAMS, "evaluate"),
         code=stage_code("evaluate"),
@@ -43,4 +44,4 @@ rule evaluate:
         f"{P.BENCHMARKS}/evaluate.tsv"
     shell:
         "scenesynth evaluate {params.cli} --generated {P.GENERATED} --manifest {input.manifest:q}"
-        " --pretrained {P.PRETRAINED} --out {P.METRICS} --run {P.RUN} > {log:q} 2>&1"
+        " --pretrained {P.PRETRAINED:q} --out {P.METRICS} --run {P.RUN} > {log:q} 2>&1"

@@ -19,4 +19,4 @@ rule fetch_pretrained:
     log:
         f"{P.LOGS}/fetch_pretrained_{{name}}.log",
     shell:
-        "scenesynth fetch-pretrained {params.cli} --name {wildcards.name} --out {P.PRETRAINED} > {log:q} 2>&1"
+        "scenesynth fetch-pretrained {params.cli} --name {wildcards.name} --out {P.PRETRAINED:q} > {log:q} 2>&1"

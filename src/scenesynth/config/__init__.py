@@ -11,6 +11,7 @@ import copy
 import functools
 import hashlib
 import json
+import subprocess
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -108,11 +109,57 @@ def load_params(path: str | Path = "params.yaml", overlay: str | Path | None = N
         extra = _read_yaml(overlay_path)
         if "overlay" in extra:
             raise ConfigError(f"{overlay_path}: an overlay may not set `overlay` itself")
+        _refuse_shadowed_changes(path, params, chosen, extra)
         params = deep_merge(params, extra)
         params["overlay"] = str(chosen)
         source = f"{path} + overlay {overlay_path}"
     validate_params(params, source)
     return params
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists and scalars are leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def committed_version(path: Path) -> dict | None:
+    """The file as the last git commit has it (None outside a git checkout, or if it is not committed)."""
+    try:
+        shown = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent, capture_output=True,
+                               text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if shown.returncode != 0:
+        return None
+    try:
+        data = yaml.safe_load(shown.stdout)
+    except yaml.YAMLError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _refuse_shadowed_changes(path: Path, params: dict, overlay: str, extra: dict) -> None:
+    """A key changed in params.yaml (against the last commit, e.g. by `dvc exp run -S`) that the overlay
+    also sets would not run: the overlay wins. Say so instead of letting the experiment table show a
+    value that never ran."""
+    committed = committed_version(path)
+    if committed is None:
+        return
+    now, before, overlay_values = flatten(params), flatten(committed), flatten(extra)
+    shadowed = sorted(k for k in overlay_values if k in now and now[k] != before.get(k, now[k]))
+    if shadowed:
+        key = shadowed[0]
+        raise ConfigError(
+            f"{path}: {key} is {now[key]!r} here ({before[key]!r} in the last commit), but the overlay {overlay} "
+            f"sets it to {overlay_values[key]!r} and wins, so that change would not run"
+            + (f" (nor would {', '.join(shadowed[1:])})" if len(shadowed) > 1 else "")
+            + f". Change it in the overlay instead, e.g. `dvc exp run --temp -S {overlay}:{key}=...`.")
 
 
 def fingerprint(obj: Any) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from scenesynth.audio_io import AudioReadError, probe
+from scenesynth.paths import locate
 from scenesynth.utils.atomic import atomic_path
 
 REQUIRED_COLUMNS = ("key", "path", "caption", "source", "duration", "sample_rate", "split")
@@ -68,7 +69,7 @@ def read_manifest_and_rejects(path: str | Path, stage: str) -> tuple[pd.DataFram
     if missing:
         raise ManifestError(f"{path}: missing columns {missing}")
     root = path.parent.resolve()
-    df["path"] = [str((root / p).resolve()) for p in df["path"]]
+    df["path"] = [str(locate((root / p).resolve())) for p in df["path"]]
     df[CAPTIONS] = _as_caption_lists(df)
     reasons = [key_problem(key) for key in df["key"]]
     repeated = df["key"].duplicated()

@@ -21,6 +21,7 @@ from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest
 from scenesynth.audio_io import AudioReadError, load_mono
 from scenesynth.evaluation.conditioning import conditioning_features, score_features
 from scenesynth.evaluation.embeddings import embed_clips, get_embedding
+from scenesynth.evaluation.headline import HEADLINE_FILE, write_headline
 from scenesynth.evaluation.frechet import frechet_distance, gaussian_stats
 from scenesynth.tracking import log_to_run, stand_ins
 from scenesynth.utils.atomic import write_json
@@ -142,12 +143,13 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
             if params["evaluate"]["conditioning"] else None)
     cond_result = cond if cond is not None else {"skipped": "no labels or evaluate.conditioning is false"}
     write_json(metrics_dir / "conditioning.json", cond_result)
+    write_headline(params, metrics_dir)
     if cond is not None:
         g = cond["generated"]
         flat.update({"cond_fg_accuracy": g["fg_accuracy"], "cond_fg_chance": g["fg_chance"],
                      "cond_bg_accuracy": g["bg_accuracy"], "cond_bg_chance": g["bg_chance"],
                      "cond_real_fg_accuracy": cond["real_dev"]["fg_accuracy"]})
-    log_to_run(params, run_dir, flat, [metrics_dir / "fad.json", metrics_dir / "conditioning.json"])
+    log_to_run(params, run_dir, flat, [metrics_dir / name for name in ("fad.json", "conditioning.json", HEADLINE_FILE)])
     log.info("FAD (%s) %.3f +- %.3f; %s", fad_result["embedding"], flat["fad_mean"], flat["fad_std"],
              {k: round(v, 3) for k, v in flat.items() if k.startswith("cond")})
     return {"fad": fad_result, "conditioning": cond_result}

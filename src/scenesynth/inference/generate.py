@@ -168,10 +168,12 @@ def generate_dev_set(params: dict, model_path: str | Path, manifest: str | Path,
         "crop": (f"best of {gen_cfg['n_crops']} random {gen_cfg['crop_seconds']} s crops by CLAP" if reranker else
                  f"one random {gen_cfg['crop_seconds']} s crop (the discriminator cannot score audio crops)"),
         "sample_rate": gen_cfg["sample_rate"], "text_encoder": saved["text"]["encoder"], "model_step": saved["step"],
-        "stand_ins": saved["stand_ins"], "generated_this_run": n_done,
+        "stand_ins": saved["stand_ins"],
         "pretrained": {name: checkpoint_record(Path(pretrained) / name) for name in needed_models(params)["generate"]},
-        "seconds_per_prompt": elapsed / n_done if n_done else None, "choices": chosen,
+        "choices": chosen,
     }
+    timing = {"generated_this_run": n_done, "seconds_per_prompt": elapsed / n_done if n_done else None}
+    write_json(out_dir / paths.TIMING_FILE, timing)
     write_json(out_dir / "generation.json", record)
     log.info("generated %d clips in %.1f s into %s", n_done, elapsed, out_dir)
-    return record
+    return {**record, **timing}

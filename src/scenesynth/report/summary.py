@@ -33,8 +33,10 @@ def print_summary(params: dict) -> None:
         print(f"  conditioning    : foreground accuracy {g['fg_accuracy']:.3f} (chance {g['fg_chance']:.3f}), "
               f"background {g['bg_accuracy']:.3f} (chance {g['bg_chance']:.3f}); "
               f"real dev clips: {cond['real_dev']['fg_accuracy']:.3f}")
+    timing = _read(Path(paths.RUN) / paths.TIMING_FILE)
     if train:
-        print(f"  training        : {train['steps']} steps, {train['seconds_per_step']:.2f} s/step on {train['device']}")
+        speed = f", {timing['seconds_per_step']:.2f} s/step" if timing else ""
+        print(f"  training        : {train['steps']} steps{speed} on {train['device']}")
     print(f"  MLflow runs     : {params['mlflow']['tracking_uri']} "
           f"(browse: mlflow ui --backend-store-uri {params['mlflow']['tracking_uri']})")
     report = Path(paths.REPORT)

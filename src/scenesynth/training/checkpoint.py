@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from scenesynth.config import TRAIN_PROCESS_KEYS, fingerprint, source_fingerprint
-from scenesynth.utils.atomic import atomic_path
+from scenesynth.utils.atomic import write_torch
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,12 @@ class TrainState:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     step: int = 0  # generator updates done
+    last_losses: dict = field(default_factory=dict)  # the last step's losses, for a run resumed at its end
 
     def state_dict(self, config_fingerprint: str) -> dict:
         return {
             "step": self.step,
+            "last_losses": self.last_losses,
             "fingerprint": config_fingerprint,
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
@@ -91,6 +93,7 @@ class TrainState:
         torch.set_rng_state(state["torch_rng"])
         _restore_cuda_rng(state.get("cuda_rng") or [])
         self.step = int(state["step"])
+        self.last_losses = dict(state.get("last_losses") or {})
 
 
 def make_ema(generator: torch.nn.Module) -> torch.nn.Module:
@@ -125,8 +128,7 @@ def save_checkpoint(state: TrainState, path: str | Path, config_fingerprint: str
         if bad is not None:
             raise FloatingPointError(f"step {state.step}: {name} parameter {bad} is not finite; "
                                      f"{path} keeps the last good checkpoint")
-    with atomic_path(path) as tmp:
-        torch.save({**state.state_dict(config_fingerprint), "world_size": world_size}, tmp)
+    write_torch(path, {**state.state_dict(config_fingerprint), "world_size": world_size})
 
 
 def try_resume(state: TrainState, path: str | Path, config_fingerprint: str, set_aside_stale: bool = True) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scenesynth import paths
 from scenesynth.config import fingerprint
 from scenesynth.features.shards import read_index
 from scenesynth.losses.objectives import discriminator_objective, generator_objective
@@ -38,7 +39,7 @@ from scenesynth.training.distributed import (DistContext, check_replicas_identic
 from scenesynth.training.launch import configured_world_size, local_batch_size
 from scenesynth.training.samples import log_samples
 from scenesynth.tracking import Tracker, stand_ins
-from scenesynth.utils.atomic import atomic_path, write_json
+from scenesynth.utils.atomic import write_json, write_torch
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +154,9 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
 def export_model(state: TrainState, params: dict, text_info: dict, path: Path) -> None:
     """The artifact that `generate` loads: EMA generator (if any), discriminator, settings."""
     generator = state.generator_ema if state.generator_ema is not None else state.generator
-    with atomic_path(path) as tmp:
-        torch.save({"generator": generator.state_dict(), "discriminator": state.discriminator.state_dict(),
-                    "model": params["model"], "audio": params["audio"], "text": text_info,
-                    "step": state.step, "stand_ins": stand_ins(params)}, tmp)
+    write_torch(path, {"generator": generator.state_dict(), "discriminator": state.discriminator.state_dict(),
+                       "model": params["model"], "audio": params["audio"], "text": text_info,
+                       "step": state.step, "stand_ins": stand_ins(params)})
 
 
 def train(params: dict, shards: str | Path, text: str | Path, run_dir: str | Path, metrics_path: str | Path,
@@ -203,7 +203,7 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     resumed = _resume(state, checkpoint, config_fp, ctx)
     wrapped = (wrap(state.generator, ctx), wrap(state.discriminator, ctx)) if ctx.active else None
     target = train_cfg["steps"] if max_steps is None else min(max_steps, train_cfg["steps"])
-    tracker = Tracker(params, run_dir, resume=resumed) if ctx.is_main else None
+    tracker = Tracker(params, run_dir, resume=resumed, data_hash=fingerprint(data_identity)) if ctx.is_main else None
     n_params = {"params_g": sum(p.numel() for p in state.generator.parameters()),
                 "params_d": sum(p.numel() for p in state.discriminator.parameters())}
     log.info("training on %s (%d process(es)): G %d params, D %d params, steps %d -> %d", device, ctx.world_size,
@@ -218,7 +218,7 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     first_step = state.step
     try:
         while state.step < target:
-            logs = train_step(state, batches, cache, params, device, checkpoint, ctx, wrapped)
+            logs = state.last_losses = train_step(state, batches, cache, params, device, checkpoint, ctx, wrapped)
             window.append(logs)
             if state.step % train_cfg["log_every"] == 0 or state.step == target:
                 means = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
@@ -243,13 +243,16 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     if state.generator_ema is not None:
         modules["generator_ema"] = state.generator_ema
     check_replicas_identical(modules, ctx)
-    summary = {"steps": state.step, "steps_this_run": state.step - first_step, "seconds": elapsed,
-               "seconds_per_step": elapsed / max(1, state.step - first_step), "device": str(device),
-               "processes": ctx.world_size, "last_losses": logs if state.step > first_step else {},
-               "mlflow_run_id": tracker.run_id if tracker is not None else None,
+    # What the run learnt (identical for identical runs: the DVC metric) and how long it took
+    # (different every time: kept apart in the run folder, paths.TIMING_FILE).
+    metrics = {"steps": state.step, "device": str(device), "processes": ctx.world_size,
+               "last_losses": logs if state.step > first_step else state.last_losses,
                **n_params, **{f"stand_in.{k}": v for k, v in stand_ins(params).items()}}
+    timing = {"steps_this_run": state.step - first_step, "seconds": elapsed,
+              "seconds_per_step": elapsed / max(1, state.step - first_step)}
     if ctx.is_main:
         export_model(state, params, cache.info, run_dir / "model.pt")
-        write_json(metrics_path, summary)
+        write_json(metrics_path, metrics)
+        write_json(run_dir / paths.TIMING_FILE, timing)
     ctx.barrier()
-    return summary
+    return {**metrics, **timing, "mlflow_run_id": tracker.run_id if tracker is not None else None}

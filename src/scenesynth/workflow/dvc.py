@@ -36,9 +36,9 @@ class DvcStage:
 DVC_STAGES: dict[str, DvcStage] = {
     "acquire": DvcStage(
         ("acquire", *FETCH_RULES), (f"{paths.RAW}/manifest.parquet",), ("acquire.smk",),
-        outs={paths.RAW: {"persist": True}},
-        comment="The demo is synthesised; the paper's data is fetched by the rules of acquire.smk.\n"
-                "persist: DVC must not delete the downloads (resumable, never fetched twice) before a rerun."),
+        outs={paths.RAW: {}},
+        comment="data/raw: the merged manifest (and the demo's synthesised clips). The paper's data is fetched\n"
+                "by the rules of acquire.smk into data/downloads, which is no DVC output: no DVC command deletes it."),
     "resample": DvcStage(("resample",), (f"{paths.AUDIO_48K}/manifest.parquet",), ("data.smk",),
                          deps=(paths.RAW,), outs={paths.AUDIO_48K: {}}),
     "mel": DvcStage(("mel",), (f"{paths.MELS}/index.json",), ("data.smk",), deps=(paths.AUDIO_48K,),
@@ -46,16 +46,20 @@ DVC_STAGES: dict[str, DvcStage] = {
     "text": DvcStage(("text", "fetch_pretrained"), (f"{paths.TEXT}/info.json",), ("data.smk", "pretrained.smk"),
                      deps=(f"{paths.RAW}/manifest.parquet",), outs={paths.TEXT: {}}),
     "train": DvcStage(("train",), (f"{paths.RUN}/model.pt",), ("train.smk",), deps=(paths.MELS, paths.TEXT),
-                      outs={f"{paths.RUN}/model.pt": {}}, metrics=(f"{paths.METRICS}/train.json",)),
+                      outs={f"{paths.RUN}/model.pt": {}, f"{paths.METRICS}/train.json": {"cache": False}}),
     "generate": DvcStage(("generate", "fetch_pretrained"), (f"{paths.GENERATED}/generation.json",),
                          ("evaluate.smk", "pretrained.smk"),
                          deps=(f"{paths.RUN}/model.pt", f"{paths.RAW}/manifest.parquet"),
                          outs={paths.GENERATED: {}}),
     "evaluate": DvcStage(("evaluate", "fetch_pretrained"),
-                         (f"{paths.METRICS}/fad.json", f"{paths.METRICS}/conditioning.json"),
+                         (f"{paths.METRICS}/fad.json", f"{paths.METRICS}/conditioning.json",
+                          f"{paths.METRICS}/headline.json"),
                          ("evaluate.smk", "pretrained.smk"),
                          deps=(paths.GENERATED, paths.RAW, f"{paths.METRICS}/train.json"),
-                         metrics=(f"{paths.METRICS}/fad.json", f"{paths.METRICS}/conditioning.json")),
+                         outs={f"{paths.METRICS}/fad.json": {"cache": False},
+                               f"{paths.METRICS}/conditioning.json": {"cache": False}},
+                         metrics=(f"{paths.METRICS}/headline.json",),
+                         comment="headline.json is the one DVC metric: what `dvc exp show` compares (README, Experiments)."),
     "report_assets": DvcStage(("report_assets",), (f"{paths.REPORT}/metrics.html",), ("report.smk",),
                               deps=(paths.GENERATED, paths.RAW, f"{paths.METRICS}/fad.json",
                                     f"{paths.METRICS}/conditioning.json", "workflow/report"),
@@ -99,14 +103,21 @@ def _params_keys(rules: tuple[str, ...], defaults: dict) -> list[str]:
     return ["overlay", *keys]
 
 
-def dvc_stage(name: str, defaults: dict) -> dict:
+def overlay_files(repo: Path = REPO) -> list[str]:
+    """The overlays in config/: DVC tracks every key of each as a parameter, so that a value an
+    experiment sets in an overlay (`dvc exp run -S config/demo.yaml:train.steps=600`) shows in
+    `dvc exp show` like one set in params.yaml."""
+    return sorted(p.relative_to(repo).as_posix() for p in (repo / "config").glob("*.yaml"))
+
+
+def dvc_stage(name: str, defaults: dict, overlays: list[str]) -> dict:
     spec = DVC_STAGES[name]
     code = sorted({entry for rule in spec.rules for entry in code_paths(rule)})
     stage: dict = {
         "cmd": f"snakemake --cores all --allowed-rules {' '.join(spec.rules)} -- {' '.join(spec.targets)}",
         "deps": [*spec.deps, *(f"workflow/rules/{f}" for f in spec.rule_files), "config",
                  *(f"{SOURCE_PREFIX}/{entry}" for entry in code)],
-        "params": _params_keys(spec.rules, defaults),
+        "params": [*_params_keys(spec.rules, defaults), *({overlay: None} for overlay in overlays)],
     }
     if spec.outs:
         stage["outs"] = [{path: options} if options else path for path, options in spec.outs.items()]
@@ -118,9 +129,10 @@ def dvc_stage(name: str, defaults: dict) -> dict:
 def dvc_yaml(params_path: str | Path = REPO / "params.yaml") -> str:
     """The text of dvc.yaml."""
     defaults = yaml.safe_load(Path(params_path).read_text())
+    overlays = overlay_files(Path(params_path).resolve().parent)
     lines = [HEADER.rstrip(), "stages:"]
     for name, spec in DVC_STAGES.items():
-        body = yaml.safe_dump({name: dvc_stage(name, defaults)}, sort_keys=False, width=200)
+        body = yaml.safe_dump({name: dvc_stage(name, defaults, overlays)}, sort_keys=False, width=200)
         comment = "".join(f"    # {line}\n" for line in spec.comment.splitlines())
         first, rest = body.split("\n", 1)
         lines.append("  " + first + "\n" + comment + "".join(f"  {line}\n" for line in rest.splitlines()).rstrip())
