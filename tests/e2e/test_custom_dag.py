@@ -17,7 +17,7 @@ import yaml
 from conftest import REPO
 from custom_folder import (CORRUPT_NAME, MISSING_NAME, SHELL_NAME, TOO_SHORT_NAME, build_audio, build_audiocaps_layout,
                            custom_overlay, write_clip, write_clotho_csv, write_jsonl)
-from test_workflow import TINY, planned_rules, project_copy, run
+from test_workflow import planned_rules, project_copy, run
 from scenesynth.config import deep_merge, load_params
 from scenesynth.data.acquire import acquire
 from scenesynth.data.manifest import read_manifest
