@@ -146,7 +146,7 @@ def test_two_processes_keep_identical_weights_match_one_process_and_resume_in_on
 
     mlflow.set_tracking_uri(params["mlflow"]["tracking_uri"])
     runs = mlflow.search_runs(experiment_names=["two-ranks"])
-    assert list(runs["run_id"]) == [summary["mlflow_run_id"]]  # rank 0 alone logs
+    assert list(runs["run_id"]) == [json.loads((run / "mlflow_run.json").read_text())["run_id"]]  # rank 0 alone logs
     assert len(list((run / "samples").glob("*.wav"))) == 1
     one_process = with_overrides(params, train={"processes_per_node": 1})
     summary = loop.train(one_process, one_shard, tiny_data["text"], run, run / "m.json")  # 2 -> 1 process
@@ -173,7 +173,7 @@ def test_cli_launches_two_processes_that_resume_a_one_process_checkpoint(tmp_pat
     assert f"at step {HALF} (written by 1 process(es))" in done.stderr
     assert "identical on all 2 ranks (bit-exact)" in done.stderr
     saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
-    assert saved["world_size"] == 2 and json.loads((run / "m.json").read_text())["steps_this_run"] == STEPS - HALF
+    assert saved["world_size"] == 2 and json.loads((run / "timing.json").read_text())["steps_this_run"] == STEPS - HALF
     print(f"max |1->2 processes - 1 process| after {STEPS} steps:",
           assert_matches_one_process(saved, reference[STEPS], settings["one"]))
 
