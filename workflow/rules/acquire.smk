@@ -3,12 +3,12 @@
 # `acquire`. They need the internet, so they are local rules (the login node on
 # a cluster). Downloads resume and verified files are never fetched again; only
 # the small reports are declared outputs, so a rerun never deletes audio.
+# The evaluation's dev set is not training data: its rules are in evaluate.smk.
 
 localrules:
     fetch_audiocaps_csv,
     fetch_audiocaps_audio,
     fetch_wavcaps,
-    fetch_dcase_dev,
 
 
 rule fetch_audiocaps_csv:
@@ -78,16 +78,3 @@ rule acquire:
     shell:
         "scenesynth acquire {params.cli} {params.sources} --out {P.RAW} > {log:q} 2>&1"
 
-
-rule fetch_dcase_dev:
-    output:
-        manifest=f"{P.DCASE_DEV}/manifest.parquet",
-        report=f"{P.DCASE_DEV}/report.json",
-    params:
-        settings=stage_settings(PARAMS, "fetch_dcase_dev"),
-        code=stage_code("fetch_dcase_dev"),
-        cli=CLI_CONFIG,
-    log:
-        f"{P.LOGS}/fetch_dcase_dev.log",
-    shell:
-        "scenesynth fetch-dcase-dev {params.cli} --out {P.DCASE_DEV} > {log:q} 2>&1"

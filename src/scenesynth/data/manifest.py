@@ -2,7 +2,8 @@
 
 Paths are stored relative to the manifest's own folder so a data folder can be
 moved (or checked out by DVC elsewhere) without rewriting it; readers get
-absolute paths back.
+absolute paths back. An empty path (``NO_AUDIO``) stays empty: a dev prompt of the published
+DCASE dev set has no reference audio (data/dev_set.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scenesynth.utils.atomic import atomic_path
 REQUIRED_COLUMNS = ("key", "path", "caption", "source", "duration", "sample_rate", "split")
 LABEL_COLUMNS = ("foreground", "background")  # known for the demo data only
 REJECT_COLUMNS = ("key", "path", "stage", "reason")
+NO_AUDIO = ""  # the path of a row without audio
 
 
 class ManifestError(ValueError):
@@ -38,7 +40,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
         dup = df.loc[df["key"].duplicated(), "key"].iloc[0]
         raise ManifestError(f"{path}: duplicate key {dup!r}")
     root = path.parent.resolve()
-    df["path"] = [str((root / p).resolve()) for p in df["path"]]
+    df["path"] = [str((root / p).resolve()) if p != NO_AUDIO else NO_AUDIO for p in df["path"]]
     return df
 
 
@@ -59,7 +61,7 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
         raise ManifestError(f"{path}: refusing to write a manifest without columns {missing}")
     root = path.parent.resolve()
     out = df.copy()
-    out["path"] = [os.path.relpath(Path(p).resolve(), root) for p in out["path"]]
+    out["path"] = [os.path.relpath(Path(p).resolve(), root) if p != NO_AUDIO else NO_AUDIO for p in out["path"]]
     out = out.sort_values("key", kind="stable").reset_index(drop=True)
     with atomic_path(path) as tmp:
         out.to_parquet(tmp, index=False)

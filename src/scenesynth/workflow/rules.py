@@ -4,6 +4,7 @@ reach them: the overlay, the inputs that depend on params, thread counts, the re
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import yaml
@@ -32,11 +33,24 @@ def resolve_params(params_path: str | Path, overlay: str) -> dict:
 
 def acquire_inputs(params: dict) -> dict[str, str]:
     """The per-dataset manifests the acquire rule merges: none for the demo; otherwise both training
-    sources and the DCASE dev set."""
+    sources. Never the dev set: training must not wait on (or fail with) the dev-set download."""
     if params["data"]["source"] == "demo":
         return {}
-    return {"audiocaps": f"{paths.AUDIOCAPS}/manifest.parquet", "wavcaps": f"{paths.WAVCAPS}/manifest.parquet",
-            "dev": f"{paths.DCASE_DEV}/manifest.parquet"}
+    return {"audiocaps": f"{paths.AUDIOCAPS}/manifest.parquet", "wavcaps": f"{paths.WAVCAPS}/manifest.parquet"}
+
+
+def dev_set_inputs(params: dict) -> dict[str, str]:
+    """Where the dev-set rule takes its prompts: the DCASE download for the paper's source, acquire's
+    manifest (its dev rows) for the demo and any other source. Keys are the `scenesynth dev-set` options."""
+    if params["data"]["source"] == "audiocaps_wavcaps":
+        return {"dcase": f"{paths.DCASE_DEV}/report.json"}
+    return {"manifest": f"{paths.RAW}/manifest.parquet"}
+
+
+def dev_set_options(inputs: dict[str, str]) -> str:
+    """`--dcase FOLDER` (the folder of the fetch's report) or `--manifest FILE`, shell-quoted."""
+    return " ".join(f"--{name} {shlex.quote(str(Path(path).parent) if name == 'dcase' else path)}"
+                    for name, path in inputs.items())
 
 
 def pretrained_inputs(params: dict, stage: str) -> list[str]:
