@@ -10,7 +10,6 @@ against a key/shape table written from the public ``Wavegram_Logmel_Cnn14`` sour
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import math

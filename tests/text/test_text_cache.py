@@ -6,7 +6,8 @@ from scenesynth.pretrained.models import MissingPretrained
 from scenesynth.text.cache import TextCache, build_text_cache, make_encoder
 from scenesynth.text.hash_encoder import HashTextEncoder
 
-CFG = {"encoder": "hash", "max_tokens": 8, "sentence_dim": 16, "word_dim": 12, "word_source": "input_embeddings"}
+CFG = {"encoder": "hash", "max_tokens": 8, "sentence_dim": 16, "word_dim": 12, "word_source": "input_embeddings",
+       "normalize_captions": False, "mask_eos": False}
 
 
 def test_hash_encoder_is_deterministic_and_shaped():
@@ -68,7 +69,8 @@ def test_cache_is_deterministic(tmp_path):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
-CLAP_CFG = {"encoder": "clap", "max_tokens": 77, "sentence_dim": 12, "word_dim": 16, "word_source": "input_embeddings"}
+CLAP_CFG = {"encoder": "clap", "max_tokens": 77, "sentence_dim": 12, "word_dim": 16, "word_source": "input_embeddings",
+       "normalize_captions": False, "mask_eos": False}
 CLAP_CAPTIONS = ["a dog barks with traffic in the background", "rain", "birds sing in the morning", "rain"]
 
 
