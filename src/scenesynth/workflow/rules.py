@@ -68,10 +68,14 @@ LABEL_CHARS = 90  # a listening-report entry's caption label
 
 
 def prompt_labels(captions_path: str | Path, key: str) -> dict[str, str]:
-    """The report's labels of one prompt page. Braces become parentheses: Snakemake reads
-    `{name}` in a label as a wildcard."""
+    """The report's labels of one prompt page: its rank (1 = worst, from ranks.json beside the captions,
+    zero-padded so that the report sorts worst first), id and caption. Braces become parentheses:
+    Snakemake reads `{name}` in a label as a wildcard."""
     captions = json.loads(Path(captions_path).read_text())
     caption = captions.get(key, "")
     if len(caption) > LABEL_CHARS:
         caption = caption[: LABEL_CHARS - 1] + "\u2026"
-    return {"prompt": key, "caption": caption.replace("{", "(").replace("}", ")")}
+    ranks_path = Path(captions_path).with_name("ranks.json")
+    ranks = json.loads(ranks_path.read_text()) if ranks_path.is_file() else {}
+    rank = {"rank": f"{ranks[key]:03d}"} if key in ranks else {}
+    return {**rank, "prompt": key, "caption": caption.replace("{", "(").replace("}", ")")}
