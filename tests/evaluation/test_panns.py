@@ -22,7 +22,6 @@ import torch
 from signals import relative_distance, tone
 from signals import white_noise as noise
 from scenesynth.fetch.download import download, sha256_file
-from scenesynth.evaluation import panns
 from scenesynth.evaluation.embeddings import embed_clips, get_embedding
 from scenesynth.pretrained.models import MissingPretrained
 from scenesynth.evaluation.panns import (
