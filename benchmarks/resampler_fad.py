@@ -17,7 +17,9 @@ real-format input (the demo's synthetic scenes rendered at 48 kHz and 44.1 kHz, 
   public checkpoint cannot be fetched here), each clip's 2048-d ``embedding`` through both
   resamplers: their relative L2 difference, and the FAD between the two resampled versions of the
   same clips, next to the FAD between two halves of the clip set (what a real difference of
-  content gives with the same network).
+  content gives with the same network). A random network's embeddings say little about scale, so
+  the same two FADs are also given for the project's deterministic ``logmel_stats`` embedding
+  (statistics of PANNs' own log-mel front end).
 
     python benchmarks/resampler_fad.py                 # 16 clips per rate, full-size random PANNs
     python benchmarks/resampler_fad.py --clips 4 --width-divisor 16 --json
@@ -38,6 +40,7 @@ import torch
 
 from scenesynth.audio_io import load_mono, pcm16
 from scenesynth.data.demo.scenes import synthesize_demo
+from scenesynth.evaluation.embeddings import LogMelStatsEmbedding
 from scenesynth.evaluation.frechet import frechet_distance, merged_statistics
 from scenesynth.evaluation.panns import WavegramLogmelCnn14
 
@@ -115,6 +118,9 @@ def measure(rate: int, clips: int, seconds: float, model: WavegramLogmelCnn14, f
     relative = np.linalg.norm(emb_soxr.astype(np.float64) - emb_kaiser, axis=1) / \
         np.maximum(np.linalg.norm(emb_kaiser.astype(np.float64), axis=1), 1e-12)
     half = clips // 2
+    stats = LogMelStatsEmbedding()
+    stats_soxr = np.stack([stats.embed(w) for w in by_soxr]).astype(np.float16)
+    stats_kaiser = np.stack([stats.embed(w) for w in by_kaiser]).astype(np.float16)
     return {
         "rate": rate, "clips": clips, "seconds": seconds, "lengths": sorted(lengths),
         "snr_db_median": float(np.median([snr_db(b, a) for a, b in zip(by_soxr, by_kaiser)])),
@@ -126,6 +132,8 @@ def measure(rate: int, clips: int, seconds: float, model: WavegramLogmelCnn14, f
         "embedding_relative_l2_max": float(np.max(relative)),
         "fad_soxr_vs_kaiser_same_clips": fad(emb_soxr, emb_kaiser),
         "fad_half_vs_half_same_resampler": fad(emb_kaiser[:half], emb_kaiser[half:]) if half >= 2 else None,
+        "logmel_stats_fad_soxr_vs_kaiser_same_clips": fad(stats_soxr, stats_kaiser),
+        "logmel_stats_fad_half_vs_half": fad(stats_kaiser[:half], stats_kaiser[half:]) if half >= 2 else None,
         "seconds_per_clip": {"soxr": soxr_s / clips, "kaiser_numpy": kaiser_s / clips},
     }
 
@@ -151,7 +159,9 @@ def main() -> None:
               f"{row['snr_db_median']:.1f} dB (min {row['snr_db_min']:.1f}), max {row['lsb_diff_max']} LSB; "
               f"log-mel diff max {row['logmel_db_diff_max']:.3f} dB (mean {row['logmel_db_diff_mean']:.4f}); "
               f"embedding rel. L2 median {row['embedding_relative_l2_median']:.2e}; FAD same clips "
-              f"{row['fad_soxr_vs_kaiser_same_clips']:.3g} vs halves {row['fad_half_vs_half_same_resampler']}")
+              f"{row['fad_soxr_vs_kaiser_same_clips']:.3g} vs halves {row['fad_half_vs_half_same_resampler']}; "
+              f"logmel_stats FAD same clips {row['logmel_stats_fad_soxr_vs_kaiser_same_clips']:.3g} vs halves "
+              f"{row['logmel_stats_fad_half_vs_half']}")
 
 
 if __name__ == "__main__":

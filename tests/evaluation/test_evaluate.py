@@ -54,7 +54,7 @@ def test_references_against_themselves_and_a_rerun_that_embeds_nothing(tmp_path,
     assert set(fad["fad_per_seed"]) == {str(s) for s in params["generate"]["seeds"]}
     assert fad["reference"]["kind"] == "audio" and fad["scorer"]["pcm16_round_trip"] is True
     n_dev = len(read_manifest(dev))
-    assert fad["embedded_this_run"] == n_dev  # generated clips equal the references byte for byte: one entry each
+    assert result["embedded"] == n_dev  # generated clips equal the references byte for byte: one entry each
     clap = json.loads((tmp_path / "metrics/clap_score.json").read_text())
     assert clap["computed"] is False and "no CLAP" in clap["reason"]
     table = pd.read_csv(tmp_path / "metrics/per_prompt.csv", keep_default_na=False)
@@ -69,11 +69,13 @@ def test_references_against_themselves_and_a_rerun_that_embeds_nothing(tmp_path,
     assert printed[1] == "CLAP score: not computed (evaluate.clap_score is false: no CLAP checkpoint is used " \
                          "(the demo fetches none))"
 
-    before = {name: (tmp_path / "metrics" / name).read_bytes() for name in ("per_prompt.csv", "clap_score.json")}
+    before = {name: (tmp_path / "metrics" / name).read_bytes() for name in ("per_prompt.csv", "clap_score.json",
+                                                                           "conditioning.json")}
     again = evaluate(params, tmp_path / "gen", dev, tmp_path / "metrics2", None,
                      train_manifest=tiny_data["raw"], cache=tmp_path / "cache")
-    assert again["fad"]["embedded_this_run"] == 0 and again["fad"]["fad_per_seed"] == fad["fad_per_seed"]
-    assert {name: (tmp_path / "metrics2" / name).read_bytes() for name in before} == before
+    assert again["embedded"] == 0 and again["fad"]["fad_per_seed"] == fad["fad_per_seed"]
+    before["fad.json"] = (tmp_path / "metrics/fad.json").read_bytes()
+    assert {name: (tmp_path / "metrics2" / name).read_bytes() for name in before} == before  # byte-identical
 
 
 def test_one_noisy_prompt_ranks_worst_and_a_changed_clip_is_embedded_again(tmp_path, tiny_model, dev):
@@ -84,7 +86,7 @@ def test_one_noisy_prompt_ranks_worst_and_a_changed_clip_is_embedded_again(tmp_p
     info = sf.info(victim)
     sf.write(victim, 0.3 * np.random.default_rng(0).standard_normal(info.frames), info.samplerate, subtype="PCM_16")
     result = evaluate(params, tmp_path / "gen", dev, tmp_path / "m", None, cache=tmp_path / "cache")
-    assert result["fad"]["embedded_this_run"] == 1 and result["fad"]["fad_mean"] > 0.1
+    assert result["embedded"] == 1 and result["fad"]["fad_mean"] > 0.1
     assert result["per_prompt"].iloc[0]["prompt_id"] == victim.stem
     assert result["fad"]["fad_per_seed"]["0"] > result["fad"]["fad_per_seed"]["1"]
 

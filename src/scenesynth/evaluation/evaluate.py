@@ -196,7 +196,7 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
                    "fd": "trace sqrt from eigenvalues; sqrtm cross-check; 1e-6 on the diagonals if not finite",
                    "organisers_resampler": "torchaudio Kaiser sinc (docs/paper.md section 6)"},
         "generated": {"folder": str(generated), "seeds": list(sets), "ignored_files": ignored},
-        "embedded_this_run": ref_cache.embedded + gen_cache.embedded, "skipped_references": reference.skipped,
+        "skipped_references": reference.skipped,
         "stand_ins": stand_ins(params)})
     captions = dict(zip(scored["key"], scored["caption"]))
     clap, clap_per_seed = (clap_score(pretrained, inference_device(params), sets, captions) if cfg["clap_score"]
@@ -225,6 +225,8 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
     if run_dir is not None:
         log_to_run(params, run_dir, flat, [metrics_dir / name for name in
                                            ("fad.json", "clap_score.json", "per_prompt.csv", "conditioning.json")])
+    embedded = ref_cache.embedded + gen_cache.embedded  # not in fad.json: a rerun must write the same bytes
+    log.info("embeddings: %d computed, the rest from the cache %s", embedded, gen_cache.folder)
     for line in metric_lines(fad, clap, conditioning, metrics_dir / "per_prompt.csv", table):
         print(line, flush=True)
-    return {"fad": fad, "clap": clap, "per_prompt": table, "conditioning": conditioning}
+    return {"fad": fad, "clap": clap, "per_prompt": table, "conditioning": conditioning, "embedded": embedded}
