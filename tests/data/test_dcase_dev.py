@@ -27,12 +27,15 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, size: int = 3, link: str = 
 
 
 def test_the_published_files_are_fetched_checked_and_extracted(tmp_path, remote):
-    serve_archive(remote, [member("embeddings/README.txt"), member("embeddings/vggish/._001.npy")])
+    serve_archive(remote, [member("embeddings/README.txt"), member("embeddings/vggish/._001.npy"),
+                           member("embeddings/vggish/notes.txt")])
     report = fetch_dcase_dev(params_for(tmp_path, remote), tmp_path / "dcase")
     assert report["prompts"] == 3 and report["backgrounds"] == {"water": 1, "traffic": 1, "crowd": 1}
     assert report["models"] == {model: 3 for model in PUBLISHED_MODELS}
-    assert sorted(m["member"] for m in report["members_left_out"]) == ["embeddings/README.txt",
-                                                                        "embeddings/vggish/._001.npy"]
+    assert {m["member"]: m["reason"] for m in report["members_left_out"]} == {
+        "embeddings/README.txt": "not of the form embeddings/<model>/<file>.npy",
+        "embeddings/vggish/._001.npy": "a hidden file (e.g. macOS metadata)",
+        "embeddings/vggish/notes.txt": "not a .npy file"}
     stored = np.load(tmp_path / "dcase/published/embeddings/panns-wavegram-logmel/002.npy")
     assert stored.dtype == np.float16 and np.array_equal(stored, published_vectors("panns-wavegram-logmel", 1))
     assert set(report["files"]) == {"captions.csv", "embeddings.tar.xz"}

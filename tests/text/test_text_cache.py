@@ -131,3 +131,15 @@ def test_clap_cache_errors(tmp_path, tiny_clap):
     (tmp_path / "out" / "words.npy").unlink()
     with pytest.raises(FileNotFoundError, match="words.npy"):
         TextCache(tmp_path / "out")
+
+
+def test_the_text_stage_caches_the_training_captions_only(tmp_path, tiny_params, tiny_data):
+    from scenesynth.data.manifest import read_manifest
+    from scenesynth.text.cache import build_manifest_text_cache
+
+    table = read_manifest(tiny_data["raw"])
+    info = build_manifest_text_cache(tiny_params, tiny_data["raw"], tmp_path / "text")
+    assert info["n_captions"] == table.loc[table["split"] == "train", "caption"].nunique()
+    cached = set(TextCache(tmp_path / "text").captions)
+    assert not cached & (set(table.loc[table["split"] == "dev", "caption"]) - set(table.loc[table["split"] == "train",
+                                                                                             "caption"]))
