@@ -14,7 +14,6 @@ temporary folder, which the next run removes.
 from __future__ import annotations
 
 import lzma
-import re
 import shutil
 import tarfile
 import zlib
@@ -22,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from scenesynth.fetch.archive import ArchiveFormatError, UnsafeArchiveError
+from scenesynth.fetch.archive import ArchiveFormatError, UnsafeArchiveError, unsafe_name_reason
 
 __all__ = ["TarExtraction", "extract_tar", "list_tar"]
 
-_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 _STREAM_ERRORS = (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError)
 
 
@@ -39,22 +37,13 @@ class TarExtraction:
 
 
 def _unsafe_reason(member: tarfile.TarInfo) -> str | None:
-    name = member.name
     if member.issym():
         return f"is a symbolic link (to {member.linkname!r})"
     if member.islnk():
         return f"is a hard link (to {member.linkname!r})"
     if not (member.isreg() or member.isdir()):
         return "is not a regular file or folder (device, fifo or other special member)"
-    if "\x00" in name:
-        return "has a NUL byte in its name"
-    if name.startswith(("/", "\\")):
-        return "has an absolute path"
-    if _DRIVE_LETTER.match(name):
-        return "has a drive letter"
-    if ".." in re.split(r"[/\\]", name):
-        return "has a '..' component"
-    return None
+    return unsafe_name_reason(member.name)
 
 
 def list_tar(archive: str | Path) -> list[tarfile.TarInfo]:
