@@ -20,5 +20,7 @@ rule all:
     default_target: True
     input:
         f"{P.METRICS}/fad.json",
+        f"{P.METRICS}/clap_score.json",
+        f"{P.METRICS}/per_prompt.csv",
         f"{P.METRICS}/conditioning.json",
         f"{REPORT}/metrics.html",

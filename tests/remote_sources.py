@@ -2,7 +2,7 @@
 
 `build_remote(root)` writes, under one folder served on 127.0.0.1:
 - GitHub raw: ``cdjkim/audiocaps/master/dataset/{train,val,test}.csv`` (the official columns);
-- Zenodo: the record JSON ``api/records/10869644`` of the DCASE dev set (captions.csv + a zip of audio);
+- Zenodo: the record JSON ``api/records/10869644`` of the DCASE dev set (captions.csv + embeddings.tar.xz);
 - Hugging Face: ``datasets/cvssp/WavCaps/resolve/main/...`` (as_final.json, a blacklist, and the
   AudioSet_SL split zip with FLAC members under the real long ``mnt/...`` prefix), plus the tree
   API answer ``api/datasets/cvssp/WavCaps/tree/main/Zip_files/AudioSet_SL`` with LFS sizes/sha256;
@@ -18,6 +18,7 @@ import io
 import json
 import stat
 import sys
+import tarfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -49,7 +50,6 @@ EXPECTED = {
     "audiocaps_failed": {"privVideo01": "private"},
     "wavcaps_keys": {"wc_wcGood00001", "wc_wcGood00002", "wc_bothSources"},
     "merged_keys": {"ac_acGood00001", "ac_acGood00002", "ac_bothSources", "wc_wcGood00001", "wc_wcGood00002"},
-    "dev_keys": {"001", "002", "003"},
 }
 
 FAKE_YT_DLP = textwrap.dedent(f"""\
@@ -96,23 +96,54 @@ def split_zip(members: dict[str, bytes], folder: Path, name: str, part_size: int
 DEV_PROMPTS = [("001", "A dog barks with water in the background"),
                ("002", "A car horn honks with traffic in the background"),
                ("003", "People cheer with crowd in the background")]
+#: The published reference embeddings' models, as fadtk stores them: (rows per clip, dimension), float16.
+PUBLISHED_MODELS = {"panns-wavegram-logmel": (1, 2048), "vggish": (4, 128)}
+
+
+def published_vectors(model: str, index: int) -> np.ndarray:
+    """The reference embedding of dev prompt ``index``: non-negative (PANNs' `embedding` is a ReLU output)."""
+    rows, dim = PUBLISHED_MODELS[model]
+    rng = np.random.default_rng([index, dim])
+    return np.maximum(rng.normal(0.0, 1.0, (rows, dim)), 0.0).astype(np.float16)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def embeddings_archive(path: Path, extra: list[tarfile.TarInfo] | None = None) -> Path:
+    """``embeddings.tar.xz`` in the record's layout: embeddings/<model>/<prompt id>.npy (+ ``extra`` members)."""
+    with tarfile.open(path, "w:xz") as tar:
+        for model in PUBLISHED_MODELS:
+            for index, (pid, _) in enumerate(DEV_PROMPTS):
+                data = npy_bytes(published_vectors(model, index))
+                info = tarfile.TarInfo(f"embeddings/{model}/{pid}.npy")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        for info in extra or []:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isreg() else None)
+    return path
 
 
 def zenodo_record(root: Path, base_url: str) -> None:
-    """Zenodo's record JSON for the dev set (files with size + md5 + link) and the files themselves."""
+    """Zenodo's record JSON for the dev set (files with size + md5 + link) and the files themselves:
+    captions.csv and embeddings.tar.xz, as record 10869644 publishes them (no audio)."""
     files = root / "zenodo-files"
     files.mkdir(parents=True)
     lines = ["id,caption"] + [f"{pid}.wav,{caption}" for pid, caption in DEV_PROMPTS]
     (files / "captions.csv").write_text("\n".join(lines) + "\n")
-    with zipfile.ZipFile(files / "DevSet.zip", "w") as archive:
-        for i, (pid, _) in enumerate(DEV_PROMPTS):
-            buffer = io.BytesIO()
-            sf.write(buffer, np.random.default_rng(i).uniform(-0.2, 0.2, 32000).astype("float32"), 32000,
-                     format="WAV", subtype="PCM_16")
-            archive.writestr(f"DevSet/audio/{pid}.wav", buffer.getvalue())
+    embeddings_archive(files / "embeddings.tar.xz")
+    write_zenodo_listing(root, base_url)
+
+
+def write_zenodo_listing(root: Path, base_url: str) -> None:
+    """(Re)write the record JSON from the files served under ``zenodo-files/``."""
+    files = root / "zenodo-files"
     entries = [{"key": p.name, "size": p.stat().st_size, "checksum": "md5:" + hashlib.md5(p.read_bytes()).hexdigest(),
                 "links": {"self": f"{base_url}/zenodo-files/{p.name}"}} for p in sorted(files.iterdir())]
-    (root / "api/records").mkdir(parents=True)
+    (root / "api/records").mkdir(parents=True, exist_ok=True)
     (root / "api/records/10869644").write_text(json.dumps({"id": 10869644, "files": entries}))
 
 

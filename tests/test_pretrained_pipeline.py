@@ -83,7 +83,8 @@ def test_cli_verb_and_the_stages_that_need_each_model(tmp_path, hosts):
     assert main(["fetch-pretrained", "--overlay", str(overlay), "--name", "panns", "--out", str(tmp_path / "p")]) == 0
     paper = load_params(REPO / "params.yaml")
     assert needed_models(paper) == {"text": ["clap_text"], "generate": ["clap_text", "hifigan_48k", "clap_rerank"],
-                                    "evaluate": ["panns"]}
-    assert pretrained_inputs(paper, "evaluate") == ["data/pretrained/panns/source.json"]
+                                    "evaluate": ["panns", "clap_rerank"]}  # FAD, and the CLAP score
+    assert pretrained_inputs(paper, "evaluate") == ["data/pretrained/panns/source.json",
+                                                    "data/pretrained/clap_rerank/source.json"]
     demo = load_params(REPO / "params.yaml", REPO / "config/demo.yaml")
     assert needed_models(demo) == {"text": [], "generate": [], "evaluate": []}

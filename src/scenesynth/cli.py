@@ -31,8 +31,7 @@ def cmd_check_config(args: argparse.Namespace) -> None:
 def cmd_acquire(args: argparse.Namespace) -> None:
     from scenesynth.data.acquire import acquire
 
-    manifest = acquire(_params(args), args.out, {"audiocaps": args.audiocaps, "wavcaps": args.wavcaps,
-                                                 "dev": args.dev})
+    manifest = acquire(_params(args), args.out, {"audiocaps": args.audiocaps, "wavcaps": args.wavcaps})
     log.info("manifest written: %s", manifest)
 
 
@@ -60,6 +59,13 @@ def cmd_fetch_dcase_dev(args: argparse.Namespace) -> None:
     from scenesynth.data.dcase_dev import fetch_dcase_dev
 
     log.info("DCASE 2024 Task 7 dev set: %s", fetch_dcase_dev(_params(args), args.out))
+
+
+def cmd_dev_set(args: argparse.Namespace) -> None:
+    from scenesynth.data.dev_set import build_dev_set
+
+    reference = build_dev_set(_params(args), args.out, raw_manifest=args.manifest, dcase_dir=args.dcase)
+    log.info("dev set: %d prompts, FAD reference: %s", reference["n_prompts"], reference["kind"])
 
 
 def cmd_fetch_wavcaps(args: argparse.Namespace) -> None:
@@ -112,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from scenesynth.evaluation.evaluate import evaluate
 
     evaluate(_params(args), generated=args.generated, manifest=args.manifest, metrics_dir=args.out,
-             run_dir=args.run, pretrained=args.pretrained)
+             run_dir=args.run, pretrained=args.pretrained, train_manifest=args.train_manifest, cache=args.cache)
 
 
 def cmd_report_assets(args: argparse.Namespace) -> None:
@@ -146,12 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     acquire_cmd = verb("acquire", cmd_acquire, "produce raw audio + manifest for data.source", out="output folder")
     acquire_cmd.add_argument("--audiocaps", default=None, help="AudioCaps manifest (data.source audiocaps_wavcaps)")
     acquire_cmd.add_argument("--wavcaps", default=None, help="WavCaps manifest (data.source audiocaps_wavcaps)")
-    acquire_cmd.add_argument("--dev", default=None, help="DCASE dev-set manifest (data.source audiocaps_wavcaps)")
     fetch_model = verb("fetch-pretrained", cmd_fetch_pretrained, "download a pre-trained model for offline use",
                        out="folder holding one sub-folder per model (data/pretrained)")
     fetch_model.add_argument("--name", required=True, choices=PIPELINE_MODELS)
-    verb("fetch-dcase-dev", cmd_fetch_dcase_dev, "download the DCASE 2024 Task 7 dev prompts + reference audio",
-         out="output folder")
+    verb("fetch-dcase-dev", cmd_fetch_dcase_dev,
+         "download the DCASE 2024 Task 7 dev set (captions.csv + reference embeddings, extracted safely)",
+         out=f"output folder ({paths.DCASE_DEV})")
+    dev_set_cmd = verb("dev-set", cmd_dev_set, "the evaluation prompts (manifest.parquet) and the FAD reference "
+                       "(reference.json)", out=f"output folder ({paths.DEV})")
+    dev_set_cmd.add_argument("--manifest", default=None, help="acquire's manifest (the demo's dev rows)")
+    dev_set_cmd.add_argument("--dcase", default=None, help="what fetch-dcase-dev wrote (data.source audiocaps_wavcaps)")
     verb("fetch-audiocaps-csv", cmd_fetch_audiocaps_csv, "download the AudioCaps train/val/test CSVs",
          out="CSV folder")
     verb("fetch-audiocaps-audio", cmd_fetch_audiocaps_audio, "fetch AudioCaps clips (yt-dlp or data.audiocaps.audio_dir)",
@@ -172,9 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (testing)")
     generate_cmd = verb("generate", cmd_generate, "generate the dev set", model="model.pt",
                         manifest="manifest with the dev split", out="output folder")
-    evaluate_cmd = verb("evaluate", cmd_evaluate, "FAD and conditioning score", generated="generated folder",
-                        manifest="manifest with the dev split and references", out="metrics folder",
-                        run="training run folder")
+    evaluate_cmd = verb("evaluate", cmd_evaluate, "score a folder of clips against the dev set: FAD, CLAP score, "
+                        "per-prompt scores (and the demo's conditioning score)",
+                        generated="folder of <prompt id>.wav clips, or of seed<N>/ folders of them")
+    evaluate_cmd.add_argument("--manifest", default=f"{paths.DEV}/manifest.parquet",
+                              help="the dev set (dev-set stage; reference.json beside it) (default: %(default)s)")
+    evaluate_cmd.add_argument("--out", default=paths.METRICS, help="metrics folder (default: %(default)s)")
+    evaluate_cmd.add_argument("--run", default=None, help="training run folder: log the metrics to its MLflow run")
+    evaluate_cmd.add_argument("--train-manifest", default=None,
+                              help="acquire's manifest: the training clips of the demo's conditioning score")
+    evaluate_cmd.add_argument("--cache", default=paths.EMBEDDING_CACHE,
+                              help="per-clip embedding cache (default: %(default)s)")
     for uses_models in (text_cmd, generate_cmd, evaluate_cmd):
         uses_models.add_argument("--pretrained", default=paths.PRETRAINED,
                                  help="folder of the fetched pre-trained models (default: %(default)s)")

@@ -33,8 +33,10 @@ def _in_project(relative: str) -> str:
 DOWNLOADS = _in_project("data/downloads")   # fetch_*: the paper's data, never a DVC output
 AUDIOCAPS = f"{DOWNLOADS}/audiocaps"        # fetch_audiocaps_*: csv/, audio/, failed.csv, coverage.json, manifest.parquet
 WAVCAPS = f"{DOWNLOADS}/wavcaps"            # fetch_wavcaps: meta/, archive/ (zip parts), audio/, report.json, manifest.parquet
-DCASE_DEV = f"{DOWNLOADS}/dcase_dev"        # fetch_dcase_dev: download/ (Zenodo files), report.json, manifest.parquet
+DCASE_DEV = f"{DOWNLOADS}/dcase_dev"        # fetch_dcase_dev: download/ (Zenodo files), published/embeddings/<model>/, report.json
 PRETRAINED = _in_project("data/pretrained")  # fetch_pretrained: <name>/ (weights, checksums.json, source.json)
+EMBEDDING_CACHE = _in_project("data/cache/embeddings")  # evaluate: one float16 embedding per clip, keyed by content
+DEV = "data/dev"                     # dev_set: manifest.parquet (the evaluation prompts), reference.json (the FAD reference)
 RAW = "data/raw"                     # acquire: manifest.parquet + source.json (+ the demo's synthesised audio)
 AUDIO_48K = "data/audio48k"          # resample: 48 kHz WAV (or FLAC) + manifest.parquet + rejects.csv
 MELS = "data/mels"                   # mel: WebDataset shards + index.json + rejects.csv

@@ -14,7 +14,6 @@ from remote_sources import EXPECTED, HF, build_remote, install_fake_yt_dlp, sour
 from scenesynth.config import load_params
 from scenesynth.fetch.download import DownloadError
 from scenesynth.data.manifest import REQUIRED_COLUMNS, read_manifest
-from scenesynth.data.dcase_dev import DevSetError, background_of, fetch_dcase_dev, read_dev_prompts
 from scenesynth.data.acquire import merge_training_sources, read_excluded_ids
 from scenesynth.data.audiocaps import fetch_audiocaps_clips, fetch_audiocaps_csvs, find_local_clips
 from scenesynth.data.wavcaps import fetch_wavcaps
@@ -81,16 +80,11 @@ def test_full_acquisition_builds_one_manifest_and_reports_every_loss(tmp_path, r
     extracted = {p.name for p in (tmp_path / "wc/audio").iterdir()}
     assert "YwcGood00001.flac" in extracted and not any("/" in n or n.startswith("mnt") for n in extracted)
 
-    dev_report = fetch_dcase_dev(params, tmp_path / "dev")
-    assert dev_report["prompts"] == 3 and dev_report["backgrounds"] == {"water": 1, "traffic": 1, "crowd": 1}
-
     merged_path = merge_training_sources(params, tmp_path / "ac/manifest.parquet", tmp_path / "wc/manifest.parquet",
-                                         tmp_path / "raw", tmp_path / "dev/manifest.parquet")
+                                         tmp_path / "raw")
     merged = read_manifest(merged_path)
-    assert set(merged["key"]) == EXPECTED["merged_keys"] | EXPECTED["dev_keys"]
-    assert set(REQUIRED_COLUMNS) <= set(merged.columns)
-    assert set(merged.loc[merged["split"] == "dev", "key"]) == EXPECTED["dev_keys"]
-    assert merged.set_index("key").loc["002", "caption"] == "A car horn honks with traffic in the background"
+    assert set(merged["key"]) == EXPECTED["merged_keys"]  # the dev prompts are the dev-set stage's, not training's
+    assert set(REQUIRED_COLUMNS) <= set(merged.columns) and set(merged["split"]) == {"train"}
     assert merged.set_index("key").loc["ac_bothSources", "caption"] == "An engine idles"
     assert all(Path(p).is_file() for p in merged["path"])
     source = json.loads((tmp_path / "raw/source.json").read_text())
@@ -184,26 +178,3 @@ def test_bad_source_settings_are_rejected_by_the_schema(tmp_path):
         path.write_text(yaml.safe_dump({"data": bad}))
         with pytest.raises(ConfigError):
             load_params(REPO / "params.yaml", path)
-
-
-def test_dev_prompts_columns_ids_and_backgrounds(tmp_path):
-    path = tmp_path / "captions.csv"
-    path.write_text("Prompt,File name\nBirds chirp with water in the background,a-1.wav\nA bell rings,b_2.wav\n")
-    table = read_dev_prompts(path)
-    assert table["prompt_id"].tolist() == ["a-1", "b_2"] and table["background"].tolist() == ["water", "none"]
-    path.write_text("what,ever\nx,y\n")
-    with pytest.raises(DevSetError, match=r"captions\.csv: cannot tell which column holds the caption"):
-        read_dev_prompts(path)
-    path.write_text("caption,id\nx,../../evil\n")
-    with pytest.raises(DevSetError, match="not a safe file name"):
-        read_dev_prompts(path)
-    assert background_of("Footsteps with the traffic noise in the background") == "traffic"
-
-
-def test_a_dev_file_with_a_wrong_md5_is_rejected(tmp_path, remote):
-    from scenesynth.fetch.download import DownloadError
-
-    served = remote["root"] / "zenodo-files/captions.csv"
-    served.write_text(served.read_text().replace("dog", "cat"))  # same size, other md5
-    with pytest.raises(DownloadError, match="md5"):
-        fetch_dcase_dev(params_for(tmp_path, remote), tmp_path / "dev")

@@ -1,94 +1,136 @@
+"""The evaluate stage on the tiny demo: FAD (organisers' steps), CLAP record, per-prompt CSV, cache, errors."""
+
 import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import soxr
 
 from conftest import with_overrides
+from scenesynth.data.dev_set import build_dev_set
 from scenesynth.data.manifest import read_manifest
-from scenesynth.pretrained.models import MissingPretrained
+from scenesynth.evaluation.clip_prep import ClipLengthError
 from scenesynth.evaluation.evaluate import evaluate
+from scenesynth.pretrained.models import MissingPretrained
 
 
-def references_as_generated(tiny_data, params, folder):
-    """Copy the dev references into the generated layout (seed folders, 32 kHz, 16-bit)."""
-    dev = read_manifest(tiny_data["raw"]).query("split == 'dev'")
+@pytest.fixture
+def dev(tmp_path, tiny_data, tiny_params):
+    """The tiny demo's dev set (data/dev) and params that accept clips of any length."""
+    build_dev_set(tiny_params, tmp_path / "dev", raw_manifest=tiny_data["raw"])
+    return tmp_path / "dev/manifest.parquet"
+
+
+def any_length(params: dict) -> dict:
+    return with_overrides(params, evaluate={"clip_seconds": None})
+
+
+def references_as_generated(manifest, params, folder, seconds=None):
+    """Copy the dev references into the generated layout (seed folders, 32 kHz, 16-bit), cropped to ``seconds``."""
+    dev = read_manifest(manifest)
     rate = params["generate"]["sample_rate"]
     for seed in params["generate"]["seeds"]:
         (folder / f"seed{seed}").mkdir(parents=True)
         for key, path in zip(dev["key"], dev["path"]):
             wave, source_rate = sf.read(path, dtype="float32")
-            sf.write(folder / f"seed{seed}" / f"{key}.wav", soxr.resample(wave, source_rate, rate), rate,
+            wave = soxr.resample(wave, source_rate, rate)
+            sf.write(folder / f"seed{seed}" / f"{key}.wav", wave[: int(seconds * rate)] if seconds else wave, rate,
                      subtype="PCM_16")
 
 
-def test_fad_of_references_against_themselves_is_near_zero(tmp_path, tiny_model, tiny_data):
-    params = tiny_model["params"]
-    references_as_generated(tiny_data, params, tmp_path / "gen")
-    result = evaluate(params, tmp_path / "gen", tiny_data["raw"], tmp_path / "metrics", tiny_model["run"])
-    fad = json.loads((tmp_path / "metrics" / "fad.json").read_text())
+def test_references_against_themselves_and_a_rerun_that_embeds_nothing(tmp_path, tiny_model, tiny_data, dev,
+                                                                          capsys):
+    params = any_length(tiny_model["params"])
+    references_as_generated(dev, params, tmp_path / "gen")
+    result = evaluate(params, tmp_path / "gen", dev, tmp_path / "metrics", tiny_model["run"],
+                      train_manifest=tiny_data["raw"], cache=tmp_path / "cache")
+    fad = json.loads((tmp_path / "metrics/fad.json").read_text())
     assert abs(fad["fad_mean"]) < 1e-6 and result["fad"]["fad_mean"] == fad["fad_mean"]
     assert fad["stand_in"] is True and fad["comparable_to_paper"] is False
     assert (fad["baseline_fad"], fad["paper_fad"]) == (61.276, 42.075)
     assert set(fad["fad_per_seed"]) == {str(s) for s in params["generate"]["seeds"]}
-    cond = json.loads((tmp_path / "metrics" / "conditioning.json").read_text())
-    assert cond["generated"]["fg_accuracy"] == cond["real_dev"]["fg_accuracy"]
+    assert fad["reference"]["kind"] == "audio" and fad["scorer"]["pcm16_round_trip"] is True
+    n_dev = len(read_manifest(dev))
+    assert result["embedded"] == n_dev  # generated clips equal the references byte for byte: one entry each
+    clap = json.loads((tmp_path / "metrics/clap_score.json").read_text())
+    assert clap["computed"] is False and "no CLAP" in clap["reason"]
+    table = pd.read_csv(tmp_path / "metrics/per_prompt.csv", keep_default_na=False)
+    assert len(table) == n_dev and sorted(table["rank"]) == list(range(1, n_dev + 1))
+    assert np.allclose(table["own_reference_distance"].astype(float), 0.0)
+    assert (table["nearest_reference"] == table["prompt_id"]).all()
+    assert set(table["predicted_foreground"]) <= set(read_manifest(dev)["foreground"])
+    cond = json.loads((tmp_path / "metrics/conditioning.json").read_text())
+    assert cond["generated"]["fg_accuracy"] == cond["real_dev"]["fg_accuracy"] and "fg_predicted" not in cond["generated"]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("FAD (logmel_stats, NOT comparable with the paper): 0.000")
+    assert printed[1] == "CLAP score: not computed (evaluate.clap_score is false: no CLAP checkpoint is used " \
+                         "(the demo fetches none))"
+
+    before = {name: (tmp_path / "metrics" / name).read_bytes() for name in ("per_prompt.csv", "clap_score.json",
+                                                                           "conditioning.json")}
+    again = evaluate(params, tmp_path / "gen", dev, tmp_path / "metrics2", None,
+                     train_manifest=tiny_data["raw"], cache=tmp_path / "cache")
+    assert again["embedded"] == 0 and again["fad"]["fad_per_seed"] == fad["fad_per_seed"]
+    before["fad.json"] = (tmp_path / "metrics/fad.json").read_bytes()
+    assert {name: (tmp_path / "metrics2" / name).read_bytes() for name in before} == before  # byte-identical
 
 
-def test_fad_against_a_custom_folder_is_never_called_comparable(tmp_path, tiny_model, tiny_data, monkeypatch):
-    """Even with the paper's embedding, a FAD against the user's own clips is not the paper's FAD."""
-    from scenesynth.evaluation import evaluate as stage
-
-    logmel = stage.get_embedding("logmel_stats")
-    monkeypatch.setattr(logmel, "name", stage.PAPER_EMBEDDING)  # stands in for PANNs: only its name is read
-    monkeypatch.setattr(stage, "get_embedding", lambda name, **_: logmel)
-    references_as_generated(tiny_data, tiny_model["params"], tmp_path / "gen")
-    for source, comparable in (("custom", False), ("audiocaps_wavcaps", True)):
-        params = with_overrides(tiny_model["params"], data={"source": source})
-        fad = evaluate(params, tmp_path / "gen", tiny_data["raw"], tmp_path / source, tiny_model["run"])["fad"]
-        assert fad["comparable_to_paper"] is comparable, source
-
-
-def test_generated_clips_score_worse_than_references(tmp_path, tiny_model, tiny_data):
-    """Noise in place of the generated clips gives a larger FAD than the references do."""
-    params = tiny_model["params"]
-    references_as_generated(tiny_data, params, tmp_path / "gen")
-    rng = np.random.default_rng(0)
-    for path in (tmp_path / "gen").rglob("*.wav"):
-        sf.write(path, 0.1 * rng.standard_normal(sf.info(path).frames), params["generate"]["sample_rate"],
-                 subtype="PCM_16")
-    result = evaluate(params, tmp_path / "gen", tiny_data["raw"], tmp_path / "metrics", tiny_model["run"])
-    assert result["fad"]["fad_mean"] > 1.0
+def test_one_noisy_prompt_ranks_worst_and_a_changed_clip_is_embedded_again(tmp_path, tiny_model, dev):
+    params = any_length(tiny_model["params"])
+    references_as_generated(dev, params, tmp_path / "gen")
+    evaluate(params, tmp_path / "gen", dev, tmp_path / "m", None, cache=tmp_path / "cache")
+    victim = sorted((tmp_path / "gen/seed0").glob("*.wav"))[1]
+    info = sf.info(victim)
+    sf.write(victim, 0.3 * np.random.default_rng(0).standard_normal(info.frames), info.samplerate, subtype="PCM_16")
+    result = evaluate(params, tmp_path / "gen", dev, tmp_path / "m", None, cache=tmp_path / "cache")
+    assert result["embedded"] == 1 and result["fad"]["fad_mean"] > 0.1
+    assert result["per_prompt"].iloc[0]["prompt_id"] == victim.stem
+    assert result["fad"]["fad_per_seed"]["0"] > result["fad"]["fad_per_seed"]["1"]
 
 
-def test_missing_clip_and_unavailable_embedding_fail_clearly(tmp_path, tiny_model, tiny_data):
-    params = tiny_model["params"]
-    references_as_generated(tiny_data, params, tmp_path / "gen")
-    victim = next((tmp_path / "gen" / "seed0").glob("*.wav"))
+def test_a_flat_folder_of_another_system_s_clips_is_scored_as_one_set(tmp_path, tiny_model, dev):
+    params = any_length(tiny_model["params"])
+    references_as_generated(dev, params, tmp_path / "gen")
+    flat = tmp_path / "other_system"
+    shutil.copytree(tmp_path / "gen/seed0", flat)
+    sf.write(flat / "not_a_prompt.wav", np.zeros(16000, np.float32), 32000, subtype="PCM_16")
+    result = evaluate(params, flat, dev, tmp_path / "m", None, cache=tmp_path / "cache")
+    assert list(result["fad"]["fad_per_seed"]) == ["all"] and result["fad"]["n_seeds"] == 1
+    assert result["fad"]["generated"]["ignored_files"] == [str(flat / "not_a_prompt.wav")]
+
+
+def test_missing_or_wrong_length_clips_and_an_unavailable_embedding_fail_clearly(tmp_path, tiny_model, dev):
+    params = tiny_model["params"]  # clip_seconds 0.5 (the tiny crop)
+    references_as_generated(dev, params, tmp_path / "gen", seconds=params["evaluate"]["clip_seconds"])
+    evaluate(params, tmp_path / "gen", dev, tmp_path / "m", None, cache=tmp_path / "cache")
+    victim = next((tmp_path / "gen/seed1").glob("*.wav"))
+    sf.write(victim, np.zeros(16001, np.float32), 32000, subtype="PCM_16")
+    with pytest.raises(ClipLengthError, match=rf"{victim.name}: 16001 samples .* exactly 0.5 s \(16000 samples"):
+        evaluate(params, tmp_path / "gen", dev, tmp_path / "m", None, cache=tmp_path / "cache")
     victim.unlink()
     with pytest.raises(FileNotFoundError, match=victim.name):
-        evaluate(params, tmp_path / "gen", tiny_data["raw"], tmp_path / "m", tiny_model["run"])
-    shutil.rmtree(tmp_path / "gen")
-    references_as_generated(tiny_data, params, tmp_path / "gen")
+        evaluate(params, tmp_path / "gen", dev, tmp_path / "m", None, cache=tmp_path / "cache")
     panns = with_overrides(params, evaluate={"fad_embedding": "panns_wavegram_logmel"})
     with pytest.raises(MissingPretrained, match="3987831"):
-        evaluate(panns, tmp_path / "gen", tiny_data["raw"], tmp_path / "m", tiny_model["run"],
-                 pretrained=tmp_path / "no_pretrained")
+        evaluate(panns, tmp_path / "gen", dev, tmp_path / "m", None, pretrained=tmp_path / "no_pretrained")
 
 
 def test_unreadable_reference_or_training_clips_are_skipped_and_reported(tmp_path, tiny_model, tiny_data):
-    params = tiny_model["params"]
+    params = any_length(tiny_model["params"])
     raw = tmp_path / "raw"
     shutil.copytree(tiny_data["raw"].parent, raw)
+    build_dev_set(params, tmp_path / "dev", raw_manifest=raw / "manifest.parquet")
     table = read_manifest(raw / "manifest.parquet")
+    references_as_generated(tmp_path / "dev/manifest.parquet", params, tmp_path / "gen")
     dev_key = sorted(table.query("split == 'dev'")["key"])[0]
     train_key = sorted(table.query("split == 'train'")["key"])[0]
     (raw / "audio" / f"{dev_key}.wav").write_bytes(b"")
     (raw / "audio" / f"{train_key}.wav").write_bytes(b"junk")
-    references_as_generated(tiny_data, params, tmp_path / "gen")
-    result = evaluate(params, tmp_path / "gen", raw / "manifest.parquet", tmp_path / "m", tiny_model["run"])
+    result = evaluate(params, tmp_path / "gen", tmp_path / "dev/manifest.parquet", tmp_path / "m", None,
+                      train_manifest=raw / "manifest.parquet", cache=tmp_path / "cache")
     assert [s["key"] for s in result["fad"]["skipped_references"]] == [dev_key]
     assert result["fad"]["n_prompts"] == int((table["split"] == "dev").sum()) - 1
     assert [s["key"] for s in result["conditioning"]["skipped_training_clips"]] == [train_key]

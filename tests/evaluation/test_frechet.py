@@ -10,6 +10,8 @@ from scenesynth.evaluation.frechet import (
     frechet_distance,
     frechet_distance_from_embeddings,
     gaussian_stats,
+    merged_statistics,
+    organisers_frechet,
 )
 
 
@@ -180,3 +182,44 @@ def test_agrees_with_fadtk_calc_frechet_distance():
     assert frechet_distance(mu1, cov1, mu2, cov2) == pytest.approx(
         float(np.real(calc_frechet_distance(mu1, cov1, mu2, cov2))), rel=1e-6
     )
+
+
+def fork_statistics(per_file):
+    """The organisers' fork, utils.calculate_embd_statistics_online, as written (np.cov per file)."""
+    mu, scatter, n = np.zeros(per_file[0].shape[-1]), np.zeros((per_file[0].shape[-1],) * 2), 0
+    for rows in per_file:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            file_mu, file_scatter, file_n = rows.mean(axis=0), np.cov(rows, rowvar=False) * (len(rows) - 1), len(rows)
+        delta = file_mu - mu
+        mu += file_n / (n + file_n) * delta
+        scatter += file_scatter + delta[:, None] * delta[None, :] * n * file_n / (n + file_n)
+        n += file_n
+    return mu, scatter / (n - 1)
+
+
+def test_statistics_merged_file_by_file_equal_those_of_all_rows():
+    rng = np.random.default_rng(4)
+    files = [rng.normal(size=(rows, 6)).astype(np.float16) for rows in (1, 4, 1, 3, 2)]
+    mean, cov, count = merged_statistics(files)
+    expected_mean, expected_cov = gaussian_stats(np.concatenate(files).astype(np.float64))
+    assert count == 11 and np.allclose(mean, expected_mean) and np.allclose(cov, expected_cov)
+    # The fork agrees where every file has several rows (given float64 rows: on float16 ones its per-file
+    # np.mean returns float16, a rounding of its own), and is all NaN with one row per file under numpy 2.
+    several = [f.astype(np.float64) for f in files if len(f) > 1]
+    assert np.allclose(fork_statistics(several)[1], merged_statistics(several)[1])
+    one_row = [f for f in files if len(f) == 1] + [rng.normal(size=(1, 6))]
+    assert np.isnan(fork_statistics(one_row)[1]).all() and np.isfinite(merged_statistics(one_row)[1]).all()
+    with pytest.raises(ValueError, match="at least 2"):
+        merged_statistics([files[0]])
+
+
+def test_organisers_frechet_reports_its_sqrtm_cross_check():
+    rng = np.random.default_rng(8)
+    mu1, cov1 = gaussian_stats(rng.normal(size=(40, 10)))
+    mu2, cov2 = gaussian_stats(rng.normal(size=(30, 10)) + 0.3)
+    value, details = organisers_frechet(mu1, cov1, mu2, cov2)
+    assert value == pytest.approx(sqrtm_reference(mu1, cov1, mu2, cov2), rel=1e-9)
+    assert details["trace_sqrt"] == "eigenvalues" and not details["eps_fallback"]
+    assert details["sqrtm_delta"] < 1e-9 and details["sqrtm_trace"] > 0
+    assert "sqrtm_delta" not in organisers_frechet(mu1, cov1, mu2, cov2, sqrtm_check=False)[1]

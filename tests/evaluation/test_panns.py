@@ -10,7 +10,7 @@ against a key/shape table written from the public ``Wavegram_Logmel_Cnn14`` sour
 from __future__ import annotations
 
 import contextlib
-import functools
+import hashlib
 import logging
 import math
 
@@ -22,7 +22,6 @@ import torch
 from signals import relative_distance, tone
 from signals import white_noise as noise
 from scenesynth.fetch.download import download, sha256_file
-from scenesynth.evaluation import panns
 from scenesynth.evaluation.embeddings import embed_clips, get_embedding
 from scenesynth.pretrained.models import MissingPretrained
 from scenesynth.evaluation.panns import (
@@ -207,10 +206,12 @@ def test_usable_length_agrees_with_the_network(embedding):
     assert sum(outcomes.values()) >= 10 and not all(outcomes.values())
 
 
-def test_get_embedding_builds_panns_from_the_checkpoint(monkeypatch, small_checkpoint):
-    monkeypatch.setattr(panns, "PannsEmbedding", functools.partial(PannsEmbedding, width_divisor=DIVISOR))
+def test_get_embedding_builds_panns_from_the_checkpoint_at_the_width_the_file_has(small_checkpoint):
     built = get_embedding("panns_wavegram_logmel", checkpoint=small_checkpoint)
     assert (built.name, built.sample_rate, built.dim) == ("panns_wavegram_logmel", 32_000, 2048)
+    identity = built.identity()  # what the per-clip cache keys on, and what fad.json records
+    assert identity["width_divisor"] == DIVISOR == built.width_divisor
+    assert identity["checkpoint_sha256"] == hashlib.sha256(small_checkpoint.read_bytes()).hexdigest()
     matrix = embed_clips(built, [tone(440.0, 1.0, rate=16_000), noise(0.5, seed=4)], sample_rate=16_000)
     assert matrix.shape == (2, 2048) and matrix.dtype == np.float64
 

@@ -49,6 +49,11 @@ def inputs(tmp_path, tiny_params):
     write_manifest(pd.DataFrame(rows), tmp_path / "raw" / "manifest.parquet")
     write_json(tmp_path / "metrics" / "fad.json", fad_record())
     write_json(tmp_path / "metrics" / "conditioning.json", {"skipped": "no labels"})
+    write_json(tmp_path / "metrics" / "clap_score.json", {"computed": False, "reason": "no CLAP <here>"})
+    pd.DataFrame({"rank": [1, 2], "prompt_id": ["dev-001", "dev-000"], "caption": ["a bird sings in the park", EVIL],
+                  "background": ["rain", "rain"], "own_reference_distance": [3.5, 1.25],
+                  "reference_mean_distance": [2.0, 1.0], "clap_score": [None, None]}).to_csv(
+        tmp_path / "metrics" / "per_prompt.csv", index=False)
     write_json(tmp_path / "gen" / "generation.json", {"vocoder": "griffin_lim", "rerank": "discriminator",
                                                       "text_encoder": "hash", "n_candidates": 2, "model_step": 4})
     return {"generated": tmp_path / "gen", "manifest": tmp_path / "raw" / "manifest.parquet",
@@ -71,7 +76,23 @@ def test_prompt_pages_embed_the_clip_and_mel_and_escape_captions(inputs, tiny_pa
     assert "<th>background</th><td>rain</td>" in page
     assert json.loads((inputs["out_dir"] / "prompts.json").read_text()) == captions
     assert prompt_labels(inputs["out_dir"] / "prompts.json", "dev-000") == {
-        "prompt": "dev-000", "caption": '<script>alert("x")</script> dogs & (cats) bark'}
+        "rank": "002", "prompt": "dev-000", "caption": '<script>alert("x")</script> dogs & (cats) bark'}
+    assert "<th>rank (1 = worst)</th><td>2 of 2</td>" in page
+    assert "<th>distance to its own reference</th><td>1.250 (mean over seeds)</td>" in page
+    metrics = (inputs["out_dir"] / "metrics.html").read_text()
+    table = metrics[metrics.index('id="per-prompt"'):]
+    assert table.index("dev-001") < table.index("dev-000")  # worst first
+    assert '<p id="clap-score">Not computed: no CLAP &lt;here&gt;</p>' in metrics
+
+
+def test_a_prompt_without_reference_audio_shows_the_clip_alone(inputs, tiny_params):
+    table = pd.read_parquet(inputs["manifest"])
+    table["path"] = ""  # the published DCASE dev set: embeddings, no audio
+    table.to_parquet(inputs["manifest"])
+    build_report_assets(tiny_params, **inputs)
+    page = (inputs["out_dir"] / "prompts" / "dev-000.html").read_text()
+    assert "No reference audio: the DCASE dev set publishes reference embeddings" in page
+    assert "reference file" not in page
 
 
 def test_pages_of_prompts_no_longer_in_the_dev_set_are_removed(inputs, tiny_params):

@@ -29,7 +29,8 @@ def test_a_prompt_never_seen_in_training_gets_its_own_vectors(tiny_data):
 def test_another_clap_checkpoint_is_refused(tmp_path):
     from tiny_clap import write_tiny_clap_folder
 
-    cfg = {"encoder": "clap", "max_tokens": 77, "sentence_dim": 12, "word_dim": 16, "word_source": "input_embeddings"}
+    cfg = {"encoder": "clap", "max_tokens": 77, "sentence_dim": 12, "word_dim": 16, "word_source": "input_embeddings",
+       "normalize_captions": False, "mask_eos": False}
     trained_with = write_tiny_clap_folder(tmp_path / "a" / "clap_text", seed=0)
     info = build_text_cache({"text": cfg, "seed": 0}, ["a dog barks"], tmp_path / "cache", pretrained_dir=trained_with)
     batch = PromptEncoder(info, trained_with).batch(["a dog barks", "rain on a roof"])

@@ -8,7 +8,8 @@ from scenesynth.pretrained.models import MissingPretrained
 from scenesynth.text.cache import TextCache, build_manifest_text_cache, build_text_cache, make_encoder
 from scenesynth.text.hash_encoder import HashTextEncoder
 
-CFG = {"encoder": "hash", "max_tokens": 8, "sentence_dim": 16, "word_dim": 12, "word_source": "input_embeddings"}
+CFG = {"encoder": "hash", "max_tokens": 8, "sentence_dim": 16, "word_dim": 12, "word_source": "input_embeddings",
+       "normalize_captions": False, "mask_eos": False}
 
 
 def test_hash_encoder_is_deterministic_and_shaped():
@@ -70,7 +71,8 @@ def test_cache_is_deterministic(tmp_path):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
-CLAP_CFG = {"encoder": "clap", "max_tokens": 77, "sentence_dim": 12, "word_dim": 16, "word_source": "input_embeddings"}
+CLAP_CFG = {"encoder": "clap", "max_tokens": 77, "sentence_dim": 12, "word_dim": 16, "word_source": "input_embeddings",
+       "normalize_captions": False, "mask_eos": False}
 CLAP_CAPTIONS = ["a dog barks with traffic in the background", "rain", "birds sing in the morning", "rain"]
 
 
@@ -140,3 +142,15 @@ def test_the_text_stage_caches_every_caption_of_every_training_clip(tmp_path):
     write_manifest(table, tmp_path / "manifest.parquet")
     info = build_manifest_text_cache({"text": CFG, "seed": 0}, tmp_path / "manifest.parquet", tmp_path / "cache")
     assert info["n_captions"] == 4 and sorted(TextCache(tmp_path / "cache").captions) == ["a1", "a2", "a3", "b1"]
+
+
+def test_the_text_stage_caches_the_training_captions_only(tmp_path, tiny_params, tiny_data):
+    from scenesynth.data.manifest import read_manifest
+    from scenesynth.text.cache import build_manifest_text_cache
+
+    table = read_manifest(tiny_data["raw"])
+    info = build_manifest_text_cache(tiny_params, tiny_data["raw"], tmp_path / "text")
+    assert info["n_captions"] == table.loc[table["split"] == "train", "caption"].nunique()
+    cached = set(TextCache(tmp_path / "text").captions)
+    assert not cached & (set(table.loc[table["split"] == "dev", "caption"]) - set(table.loc[table["split"] == "train",
+                                                                                             "caption"]))

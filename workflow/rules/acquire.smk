@@ -5,12 +5,12 @@
 # and verified files are never fetched again; only the small reports are declared
 # outputs, so a rerun never deletes audio. A custom folder is outside the DAG: the
 # acquire rule's `inventory` (caption file + folder listing) reruns it when it changes.
+# The evaluation's dev set is not training data: its rules are in evaluate.smk.
 
 localrules:
     fetch_audiocaps_csv,
     fetch_audiocaps_audio,
     fetch_wavcaps,
-    fetch_dcase_dev,
 
 
 rule fetch_audiocaps_csv:
@@ -82,16 +82,3 @@ rule acquire:
     shell:
         "scenesynth acquire {params.cli} {params.sources} --out {P.RAW} > {log:q} 2>&1"
 
-
-rule fetch_dcase_dev:
-    output:
-        manifest=f"{P.DCASE_DEV}/manifest.parquet",
-        report=f"{P.DCASE_DEV}/report.json",
-    params:
-        settings=stage_settings(PARAMS, "fetch_dcase_dev"),
-        code=stage_code("fetch_dcase_dev"),
-        cli=CLI_CONFIG,
-    log:
-        f"{P.LOGS}/fetch_dcase_dev.log",
-    shell:
-        "scenesynth fetch-dcase-dev {params.cli} --out {P.DCASE_DEV:q} > {log:q} 2>&1"

@@ -1,11 +1,47 @@
-# The challenge protocol on the dev set: generate one clip per prompt and seed, then FAD
-# and the conditioning score (metrics/*.json, also logged to the training's MLflow run).
+# The challenge protocol on the dev set: the dev set itself (its prompts and FAD reference), one
+# generated clip per prompt and seed, then FAD, the CLAP score, per-prompt scores and the demo's
+# conditioning score (metrics/*, also logged to the training's MLflow run). Training never
+# depends on these rules, so a failed dev-set download holds nothing upstream back.
+
+localrules:
+    fetch_dcase_dev,
+    dev_set,
+
+
+rule fetch_dcase_dev:
+    output:
+        report=f"{P.DCASE_DEV}/report.json",
+    params:
+        settings=stage_settings(PARAMS, "fetch_dcase_dev"),
+        code=stage_code("fetch_dcase_dev"),
+        cli=CLI_CONFIG,
+    log:
+        f"{P.LOGS}/fetch_dcase_dev.log",
+    shell:
+        "scenesynth fetch-dcase-dev {params.cli} --out {P.DCASE_DEV:q} > {log:q} 2>"scenesynth fetch-dcase-dev {params.cli} --out {P.DCASE_DEV} > {log:q} 2>&1"1"
+
+
+rule dev_set:
+    input:
+        **dev_set_inputs(PARAMS),
+    output:
+        manifest=f"{P.DEV}/manifest.parquet",
+        reference=f"{P.DEV}/reference.json",
+    params:
+        settings=stage_settings(PARAMS, "dev_set"),
+        code=stage_code("dev_set"),
+        cli=CLI_CONFIG,
+        sources=lambda wildcards, input: dev_set_options(dict(input.items())),
+    log:
+        f"{P.LOGS}/dev_set.log",
+    shell:
+        "scenesynth dev-set {params.cli} {params.sources} --out {P.DEV} > {log:q} 2>&1"
 
 
 rule generate:
     input:
         model=rules.train.output.model,
-        manifest=rules.acquire.output.manifest,
+        manifest=rules.dev_set.output.manifest,
         pretrained=pretrained_inputs(PARAMS, "generate"),
     output:
         record=f"{P.GENERATED}/generation.json",
@@ -26,11 +62,15 @@ rule generate:
 rule evaluate:
     input:
         record=rules.generate.output.record,
-        manifest=rules.acquire.output.manifest,
+        manifest=rules.dev_set.output.manifest,
+        reference=rules.dev_set.output.reference,
+        train_manifest=rules.acquire.output.manifest,
         train=rules.train.output.metrics,
         pretrained=pretrained_inputs(PARAMS, "evaluate"),
     output:
         fad=f"{P.METRICS}/fad.json",
+        clap=f"{P.METRICS}/clap_score.json",
+        per_prompt=f"{P.METRICS}/per_prompt.csv",
         conditioning=f"{P.METRICS}/conditioning.json",
         headline=f"{P.METRICS}/headline.json",
     params:
@@ -44,4 +84,5 @@ rule evaluate:
         f"{P.BENCHMARKS}/evaluate.tsv"
     shell:
         "scenesynth evaluate {params.cli} --generated {P.GENERATED} --manifest {input.manifest:q}"
-        " --pretrained {P.PRETRAINED:q} --out {P.METRICS} --run {P.RUN} > {log:q} 2>&1"
+        " --train-manifest {input.train_manifest:q} --pretrained {P.PRETRAINED:q} --cache {P.EMBEDDING_CACHE:q}"
+        " --out {P.METRICS} --run {P.RUN} > {log:q} 2>&1"

@@ -11,7 +11,9 @@ rule report_assets:
         record=rules.generate.output.record,
         fad=rules.evaluate.output.fad,
         conditioning=rules.evaluate.output.conditioning,
-        manifest=rules.acquire.output.manifest,
+        clap=rules.evaluate.output.clap,
+        per_prompt=rules.evaluate.output.per_prompt,
+        manifest=rules.dev_set.output.manifest,
     output:
         prompts=report(
             directory(f"{REPORT}/prompts"),

@@ -66,7 +66,7 @@ def acquire(params: dict, out_dir: str | Path, sources: dict[str, str | Path] | 
             "(run `snakemake --cores all` to fetch them, or `scenesynth fetch-audiocaps-audio` / "
             "`scenesynth fetch-wavcaps` by hand)."
         )
-    return merge_training_sources(params, sources["audiocaps"], sources["wavcaps"], out_dir, sources.get("dev"))
+    return merge_training_sources(params, sources["audiocaps"], sources["wavcaps"], out_dir)
 
 
 _ID_LINE = re.compile(r"^\s*Y?([A-Za-z0-9_-]{11})(?:\.\w+)?\s*(?:[,#].*)?$")
@@ -88,22 +88,16 @@ def read_excluded_ids(path: str | Path | None) -> set[str]:
 
 
 def merge_training_sources(params: dict, audiocaps_manifest: str | Path, wavcaps_manifest: str | Path,
-                           out_dir: str | Path, dev_manifest: str | Path | None = None) -> Path:
-    """One manifest: training rows (a video in both sources keeps its AudioCaps row, see
-    wavcaps.merge_sources) plus, if given, the evaluation prompts as the `dev` split."""
+                           out_dir: str | Path) -> Path:
+    """One manifest of training rows (a video in both sources keeps its AudioCaps row, see
+    wavcaps.merge_sources). The evaluation prompts are not in it: the dev-set stage has them, so
+    training never waits on the dev-set download (data/dev_set.py)."""
     out_dir = Path(out_dir)
     audiocaps = read_manifest(audiocaps_manifest)
     wavcaps = read_manifest(wavcaps_manifest)
     merged, counts = merge_sources(audiocaps, wavcaps)
     excluded = read_excluded_ids(params["data"]["exclude_ids"])
     merged, counts["excluded_by_list"] = apply_blacklist(merged, excluded)
-    if dev_manifest:
-        dev = read_manifest(dev_manifest)
-        clash = set(dev["key"]) & set(merged["key"])
-        if clash:
-            raise ValueError(f"{dev_manifest}: dev keys also used by training clips: {sorted(clash)[:3]}")
-        merged = pd.concat([merged, dev], ignore_index=True)
-        counts["dev_prompts"] = len(dev)
     manifest = out_dir / "manifest.parquet"
     write_manifest(merged, manifest)
     upstream_rejects = [row for folder in (Path(audiocaps_manifest).parent, Path(wavcaps_manifest).parent)

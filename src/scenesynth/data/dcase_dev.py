@@ -1,34 +1,44 @@
-"""The DCASE 2024 Task 7 development set: 60 prompts and their reference audio (docs/paper.md section 6).
+"""The DCASE 2024 Task 7 development set as published: 60 prompts and reference embeddings, no audio.
 
-Fetched from Zenodo at run time (its licence is unclear, so it is never vendored), every file
-checked against Zenodo's size and md5, archives extracted safely (audio members only, no path
-may leave the target folder). The prompts become the manifest's `dev` split: the generate stage
-names each output after the prompt id, and the evaluate stage uses the audio as FAD reference.
+Zenodo record 10869644 holds ``captions.csv`` and ``embeddings.tar.xz``; the archive unpacks to
+``embeddings/<model>/*.npy`` (``panns-wavegram-logmel``, ``vggish``, ``clap-2023``, ...), the
+folder layout the organisers' fadtk fork reads as a "baseline" (docs/paper.md section 6). Both
+files are fetched at run time (never vendored) and checked against Zenodo's size and md5; the
+archive is extracted safely (fetch/tar_archive.py: only regular ``.npy`` files under
+``embeddings/<model>/``; a link, an absolute name or ``..`` refuses the whole archive before
+anything is written). The `dev-set` stage (data/dev_set.py) turns the result into the
+evaluation prompts and the FAD reference.
+
+Layout of the output folder (``paths.DCASE_DEV``)::
+
+    download/captions.csv, download/embeddings.tar.xz, download/zenodo_record.json
+    published/embeddings/<model>/<name>.npy     (fadtk's baseline-folder layout)
+    report.json                                 (files, models, members left out)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-import shutil
-import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from scenesynth.fetch.archive import extract_flac_members, iter_members, read_member
-from scenesynth.audio_io import AUDIO_SUFFIXES
-from scenesynth.data.manifest import probe_clips, write_manifest, write_rejects
-from scenesynth.fetch.download import download_options
+from scenesynth.fetch.download import download_options, sha256_file
+from scenesynth.fetch.tar_archive import extract_tar
 from scenesynth.fetch.zenodo import fetch_record
-from scenesynth.utils.atomic import atomic_path, write_json
+from scenesynth.utils.atomic import write_json
 
 log = logging.getLogger(__name__)
 
-CAPTION_COLUMNS = ("caption", "prompt", "text", "description")
-ID_COLUMNS = ("id", "prompt_id", "file", "filename", "file_name", "audio", "fname")
+CAPTION_COLUMNS = ("caption", "captions", "prompt", "text", "description")
+ID_COLUMNS = ("id", "prompt_id", "file", "filename", "file_name", "fname", "audio", "audio_id", "name")
+DOWNLOAD, PUBLISHED, EMBEDDINGS = "download", "published", "embeddings"
+EXTRACTED_MARKER = ".extracted_from.json"  # inside published/: which archive (sha256) it was extracted from
 _BACKGROUND = re.compile(r"\bwith (?:the |a |an )?(?:sound of )?(\w+)(?: noise| sounds?)? in the background", re.I)
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_AUDIO_SUFFIX = re.compile(r"\.(wav|flac|ogg|mp3|npy)$", re.I)
 
 
 class DevSetError(ValueError):
@@ -57,60 +67,77 @@ def _pick_column(table: pd.DataFrame, wanted: str | None, candidates: tuple[str,
 
 def read_dev_prompts(path: str | Path, caption_column: str | None = None, id_column: str | None = None
                      ) -> pd.DataFrame:
-    """captions.csv -> prompt_id, caption, background (one row per prompt)."""
+    """captions.csv -> prompt_id, caption, background (one row per prompt, file order).
+
+    The record's column names could not be checked from here, so the id and caption columns are
+    detected among common names (or named by data.dcase_dev.id_column / caption_column). A file
+    extension on an id ("001.wav") is dropped: the id names the generated clip.
+    """
     path = Path(path)
-    table = pd.read_csv(path, dtype=str).fillna("")
+    try:
+        table = pd.read_csv(path, dtype=str).fillna("")
+    except (OSError, ValueError) as err:
+        raise DevSetError(f"{path}: not a readable CSV ({err})") from err
     caption = _pick_column(table, caption_column, CAPTION_COLUMNS, "caption", path)
     ident = _pick_column(table, id_column, ID_COLUMNS, "id", path)
-    raw = [str(v).strip() for v in table[ident]]
-    ids = [re.sub(r"\.(wav|flac|ogg|mp3)$", "", v, flags=re.I) for v in raw]
-    bad = [v for v in ids if not _SAFE_ID.match(v)]
+    ids = [_AUDIO_SUFFIX.sub("", str(v).strip()) for v in table[ident]]
+    bad = [v for v in ids if not _SAFE_ID.match(v) or ".." in v]
     if bad:
         raise DevSetError(f"{path}: prompt id {bad[0]!r} is not a safe file name")
     if len(set(ids)) != len(ids):
         raise DevSetError(f"{path}: duplicate prompt ids")
     captions = [str(c).strip() for c in table[caption]]
+    if not ids:
+        raise DevSetError(f"{path}: no prompts")
     return pd.DataFrame({"prompt_id": ids, "caption": captions, "background": [background_of(c) for c in captions]})
 
 
+def published_member(name: PurePosixPath) -> str | None:
+    """None for an ``embeddings/<model>/<file>.npy`` member of the archive, else why it is left out."""
+    parts = name.parts
+    if len(parts) != 3 or parts[0] != EMBEDDINGS:
+        return "not of the form embeddings/<model>/<file>.npy"
+    if name.suffix.lower() != ".npy":
+        return "not a .npy file"
+    if any(part.startswith(".") for part in parts):
+        return "a hidden file (e.g. macOS metadata)"
+    return None
+
+
+def published_models(dcase_dir: str | Path) -> dict[str, Path]:
+    """The model folders of the extracted archive: {model name: folder of its .npy files}."""
+    root = Path(dcase_dir) / PUBLISHED / EMBEDDINGS
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir()}
+
+
 def fetch_dcase_dev(params: dict, out_dir: str | Path) -> dict:
-    """Download + extract the record, then write ``out_dir/manifest.parquet`` (split `dev`)."""
+    """The `fetch-dcase-dev` stage: download captions.csv and embeddings.tar.xz (md5 checked),
+    extract the embeddings safely, check the prompts parse, and write ``report.json``."""
     cfg, out_dir = params["data"]["dcase_dev"], Path(out_dir)
-    files = fetch_record(cfg["api"], cfg["record"], out_dir / "download", keys=cfg["files"],
-                         **download_options(params))
-    audio_dir = out_dir / "audio"
-    rejects = []
-    for path in files:
-        if zipfile.is_zipfile(path):
-            report = extract_flac_members(path, audio_dir, flatten=True, check_audio=True, suffixes=AUDIO_SUFFIXES)
-            rejects += [{"key": Path(n).stem, "path": n, "stage": "extract", "reason": r} for n, r in report.rejected]
-            for member in iter_members(path):  # captions may sit inside the archive too
-                if Path(member.name).name == cfg["captions_file"]:
-                    with atomic_path(out_dir / "download" / cfg["captions_file"]) as tmp:
-                        tmp.write_bytes(read_member(path, member))
-        elif path.suffix.lower() in AUDIO_SUFFIXES:
-            audio_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_path(audio_dir / path.name) as tmp:
-                shutil.copyfile(path, tmp)
-    captions_path = out_dir / "download" / cfg["captions_file"]
-    if not captions_path.is_file():
-        raise DevSetError(f"Zenodo record {cfg['record']}: no {cfg['captions_file']} among {[p.name for p in files]} "
-                          "(set data.dcase_dev.captions_file)")
-    prompts = read_dev_prompts(captions_path, cfg["caption_column"], cfg["id_column"])
-    audio = {p.stem: p for p in audio_dir.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES} if audio_dir.is_dir() else {}
-    missing = [i for i in prompts["prompt_id"] if i not in audio]
-    if missing:
-        raise DevSetError(f"{captions_path}: no reference audio for {len(missing)} of {len(prompts)} prompts "
-                          f"(first: {missing[0]!r}) in {audio_dir}")
-    table = prompts.assign(key=prompts["prompt_id"], path=[str(audio[i]) for i in prompts["prompt_id"]],
-                           source="dcase2024_task7_dev", foreground=None)
-    manifest, unreadable = probe_clips(table, split="dev")
-    if unreadable:
-        raise DevSetError(f"unreadable reference audio: {unreadable[0]['path']}: {unreadable[0]['reason']}")
-    write_rejects(rejects, out_dir / "rejects.csv")
-    write_manifest(manifest, out_dir / "manifest.parquet")
-    report = {"record": cfg["record"], "prompts": len(manifest),
-              "backgrounds": manifest["background"].value_counts().to_dict()}
+    wanted = [cfg["captions_file"], cfg["embeddings_file"]]
+    files = {p.name: p for p in fetch_record(cfg["api"], cfg["record"], out_dir / DOWNLOAD, keys=wanted,
+                                            **download_options(params))}
+    archive = files[cfg["embeddings_file"]]
+    archive_sha256 = sha256_file(archive)
+    marker = out_dir / PUBLISHED / EXTRACTED_MARKER
+    previous = json.loads(marker.read_text()) if marker.is_file() else {}
+    if previous.get("sha256") == archive_sha256:
+        skipped = previous.get("skipped", [])
+        log.info("%s: already extracted", archive)
+    else:
+        extraction = extract_tar(archive, out_dir / PUBLISHED, published_member)
+        skipped = [{"member": name, "reason": reason} for name, reason in extraction.skipped]
+        write_json(marker, {"archive": archive.name, "sha256": archive_sha256, "skipped": skipped})
+    models = {name: len(list(folder.glob("*.npy"))) for name, folder in published_models(out_dir).items()}
+    if not models:
+        raise DevSetError(f"{archive}: no embeddings/<model>/*.npy members; nothing to use as FAD reference")
+    prompts = read_dev_prompts(files[cfg["captions_file"]], cfg["caption_column"], cfg["id_column"])
+    report = {"record": cfg["record"], "files": {name: {"sha256": sha256_file(path), "size": path.stat().st_size}
+                                                 for name, path in sorted(files.items())},
+              "prompts": len(prompts), "backgrounds": prompts["background"].value_counts().to_dict(),
+              "models": models, "members_left_out": skipped}
     write_json(out_dir / "report.json", report)
-    log.info("DCASE dev set: %d prompts (%s)", len(manifest), report["backgrounds"])
+    log.info("DCASE dev set: %d prompts; published embeddings of %s", len(prompts), models)
     return report

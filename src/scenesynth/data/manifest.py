@@ -9,6 +9,8 @@ manifest is read: a row whose key is unsafe or repeated is rejected with its rea
 stopping the stage (or writing outside its folder). A clip may carry several captions (Clotho
 has five, AudioCaps val/test five): the ``captions`` list column holds all of them, ``caption``
 the first (the prompt of a dev clip).
+An empty path (``NO_AUDIO``) stays empty: a dev prompt of the published DCASE dev set has no
+reference audio (data/dev_set.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ REJECT_COLUMNS = ("key", "path", "stage", "reason")
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,79}")
 
 log = logging.getLogger(__name__)
+
+NO_AUDIO = ""  # the path of a row without audio
 
 
 class ManifestError(ValueError):
@@ -69,7 +73,7 @@ def read_manifest_and_rejects(path: str | Path, stage: str) -> tuple[pd.DataFram
     if missing:
         raise ManifestError(f"{path}: missing columns {missing}")
     root = path.parent.resolve()
-    df["path"] = [str(locate((root / p).resolve())) for p in df["path"]]
+    df["path"] = [str(locate((root / p).resolve())) if p != NO_AUDIO else NO_AUDIO for p in df["path"]]
     df[CAPTIONS] = _as_caption_lists(df)
     reasons = [key_problem(key) for key in df["key"]]
     repeated = df["key"].duplicated()
@@ -107,7 +111,7 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> None:
         raise ManifestError(f"{path}: refusing to write a manifest without columns {missing}")
     root = path.parent.resolve()
     out = df.copy()
-    out["path"] = [os.path.relpath(Path(p).resolve(), root) for p in out["path"]]
+    out["path"] = [os.path.relpath(Path(p).resolve(), root) if p != NO_AUDIO else NO_AUDIO for p in out["path"]]
     out[CAPTIONS] = _as_caption_lists(out)
     empty = [key for key, captions in zip(out["key"], out[CAPTIONS]) if not captions]
     if empty:

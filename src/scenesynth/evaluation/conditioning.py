@@ -195,6 +195,7 @@ def _score_one_task(
     model = ConditioningClassifier(weight_decay=weight_decay).fit(train_features, train_labels)
     predicted = model.predict(eval_features)
     return {
+        f"{prefix}_predicted": list(predicted),  # per eval clip, in order (the per-prompt table shows them)
         f"{prefix}_accuracy": accuracy(predicted, eval_labels),
         f"{prefix}_chance": majority_rate(eval_labels),
         f"{prefix}_classes": list(model.classes),

@@ -31,10 +31,13 @@ class ClipEmbedding(Protocol):
     """What the FAD and conditioning stages need from an embedding."""
 
     name: str
+    published_name: str | None  # its model folder in the DCASE dev set's published embeddings, if any
     sample_rate: int
     dim: int
 
     def embed(self, wave: np.ndarray) -> np.ndarray: ...
+
+    def identity(self) -> dict: ...  # what its vectors depend on (the per-clip cache's key)
 
 
 class LogMelStatsEmbedding:
@@ -58,6 +61,7 @@ class LogMelStatsEmbedding:
     """
 
     name = "logmel_stats"
+    published_name = None  # the DCASE dev set publishes no such vectors: its reference must be audio
     sample_rate = 32_000
     n_fft = 1024
     hop_length = 320
@@ -73,6 +77,9 @@ class LogMelStatsEmbedding:
         )
         self._mel_basis = torch.from_numpy(mel.astype(np.float64))  # [n_mels, n_fft // 2 + 1]
         self._window = torch.hann_window(self.n_fft, periodic=True, dtype=torch.float64)
+
+    def identity(self) -> dict:
+        return {"embedding": self.name}
 
     def log_mel(self, wave: np.ndarray) -> np.ndarray:
         """Log-mel spectrogram [n_mels, frames] in dB, computed in float64 for reproducibility."""
@@ -113,7 +120,7 @@ def _logmel_stats(checkpoint: Path | None, device: str) -> ClipEmbedding:
 
 def _panns(checkpoint: Path | None, device: str) -> ClipEmbedding:
     return panns.PannsEmbedding(checkpoint if checkpoint is not None else panns.DEFAULT_PANNS_CHECKPOINT,
-                                device=device)
+                                device=device, width_divisor=None)  # the width the file has (recorded)
 
 
 _REGISTRY: dict[str, Callable[[Path | None, str], ClipEmbedding]] = {

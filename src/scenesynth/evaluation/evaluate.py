@@ -1,15 +1,20 @@
-"""The evaluate stage: FAD over generation seeds, per category, and the conditioning score.
+"""The evaluate stage (`scenesynth evaluate`): score a folder of clips against the dev set as the
+organisers of DCASE 2024 Task 7 scored it, plus a CLAP score and per-prompt scores.
 
-FAD compares the generated dev clips with the dev reference clips through the
-embedding named in params; the output says whether that embedding is the
-paper's (PANNs Wavegram-Logmel) or the offline stand-in, whose numbers are not
-comparable with the paper's 42.075 and the baseline's 61.276, which are written
-beside it for reference.
+Any folder works, not only this pipeline's: ``<prompt id>.wav`` files (another system's outputs),
+or ``seed<N>/`` folders of them (the generate stage's layout, one FAD per generation seed; mean and
+std over seeds are reported). Each clip goes through the organisers' preparation (clip_prep.py:
+mono, 32 kHz, 16-bit round trip, exactly 4 s), is embedded once (embedding_cache.py: float16, per
+clip, a rerun embeds nothing new) and the FAD is the fork's (frechet.py: statistics merged per
+file, eigenvalue square root, sqrtm cross-check, 1e-6 fallback) against the dev set's reference
+(reference.py: the published PANNs embeddings, or reference audio). The output says whether the
+number is comparable with the paper's 42.075 and the baseline's 61.276, written beside it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +22,78 @@ import pandas as pd
 import soxr
 
 from scenesynth import paths
-from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest
-from scenesynth.audio_io import AudioReadError, load_mono
+from scenesynth.audio_io import AUDIO_SUFFIXES, AudioReadError, load_mono
+from scenesynth.data.manifest import LABEL_COLUMNS, read_dev_prompts, read_manifest
+from scenesynth.evaluation.clap_score import clap_score, not_computed
+from scenesynth.evaluation.clip_prep import ClipRecipe, prepare_clip
 from scenesynth.evaluation.conditioning import conditioning_features, score_features
-from scenesynth.evaluation.embeddings import embed_clips, get_embedding
+from scenesynth.evaluation.embedding_cache import EmbeddingCache
+from scenesynth.evaluation.embeddings import get_embedding
 from scenesynth.evaluation.headline import HEADLINE_FILE, write_headline
-from scenesynth.evaluation.frechet import frechet_distance, gaussian_stats
+from scenesynth.evaluation.frechet import frechet_distance, merged_statistics, organisers_frechet
+from scenesynth.evaluation.per_prompt import per_prompt_table
+from scenesynth.evaluation.reference import Reference, load_reference
 from scenesynth.tracking import log_to_run, stand_ins
-from scenesynth.utils.atomic import write_json
+from scenesynth.utils.atomic import atomic_path, write_json
 from scenesynth.utils.device import inference_device
 
 log = logging.getLogger(__name__)
 PAPER_EMBEDDING = "panns_wavegram_logmel"
+PAPER_CLIP_SECONDS = 4.0
 MAX_CLASSIFIER_CLIPS = 600
+SCORER_VERSION = 1  # bump when the clip preparation changes: cached embeddings are then recomputed
+_SEED_FOLDER = re.compile(r"^seed(\d+)$")
 
 
-def _load_at(paths: list[str], rate: int) -> list[np.ndarray]:
+def generated_sets(folder: Path, keys: list[str]) -> tuple[dict[str, dict[str, Path]], list[str]]:
+    """{seed: {prompt id: clip}} and the audio files named after no dev prompt (left out, listed).
+    ``seed<N>/`` folders are one set each; a folder without them is one set, labelled "all"."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no folder of generated clips")
+    seeds = sorted((d for d in folder.iterdir() if d.is_dir() and _SEED_FOLDER.match(d.name)),
+                   key=lambda d: int(d.name[4:]))
+    sets, ignored = {}, []
+    for label, sub in ({d.name[4:]: d for d in seeds} or {"all": folder}).items():
+        files = {p.stem: p for p in sorted(sub.iterdir()) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
+        missing = [k for k in keys if k not in files]
+        if missing:
+            raise FileNotFoundError(f"{sub / (missing[0] + '.wav')}: generated clip missing ({len(missing)} of "
+                                    f"{len(keys)} prompts); run the generate stage, or name each clip after its prompt id")
+        sets[label] = {k: files[k] for k in keys}
+        ignored += [str(p) for stem, p in files.items() if stem not in set(keys)]
+    return sets, ignored
+
+
+def fad_metrics(params: dict, dev: pd.DataFrame, reference: Reference, generated: dict[str, dict[str, np.ndarray]]
+                ) -> dict:
+    """FAD per seed (the organisers' computation), mean and std over seeds, and per background category
+    (when the reference files pair with the prompts)."""
+    ref_mean, ref_cov, _ = merged_statistics(reference.vectors)
+    per_seed, checks, per_category = {}, {}, {}
+    own = reference.by_key() if reference.paired else {}
+    for seed, by_key in generated.items():
+        mean, cov, _ = merged_statistics(list(by_key.values()))
+        per_seed[seed], checks[seed] = organisers_frechet(mean, cov, ref_mean, ref_cov,
+                                                          sqrtm_check=params["evaluate"]["sqrtm_check"])
+        for category in sorted(set(dev["background"])) if own else []:
+            keys = [k for k, c in zip(dev["key"], dev["background"]) if c == category and k in own]
+            if len(keys) >= 2:
+                value = frechet_distance(*merged_statistics([by_key[k] for k in keys])[:2],
+                                         *merged_statistics([own[k] for k in keys])[:2])
+                per_category.setdefault(category, []).append(value)
+    values = np.array(list(per_seed.values()))
+    return {
+        "fad_mean": float(values.mean()), "fad_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "fad_per_seed": per_seed, "fd_checks": checks,
+        "fad_per_category": {c: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
+                             for c, v in per_category.items()},
+        "fad_per_category_note": None if own else "the reference files do not pair with the prompt ids",
+    }
+
+
+def _load_at(paths_: list[str], rate: int) -> list[np.ndarray]:
     waves = []
-    for path in paths:
+    for path in paths_:
         wave, source_rate = load_mono(path)
         waves.append(wave if source_rate == rate else soxr.resample(wave, source_rate, rate, quality="HQ"))
     return waves
@@ -54,102 +113,123 @@ def load_readable(table: pd.DataFrame, rate: int) -> tuple[pd.DataFrame, list[np
     return table.iloc[keep].reset_index(drop=True), waves, skipped
 
 
-def generated_paths(folder: Path, keys: list[str]) -> list[str]:
-    missing = [k for k in keys if not (folder / f"{k}.wav").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{folder / (missing[0] + '.wav')}: generated clip missing "
-                                f"({len(missing)} of {len(keys)}); run the generate stage")
-    return [str(folder / f"{k}.wav") for k in keys]
-
-
-def fad_metrics(params: dict, dev: pd.DataFrame, references: list[np.ndarray], generated_dir: Path,
-                rate: int, pretrained: str | Path = paths.PRETRAINED) -> tuple[dict, dict]:
-    """FAD for every seed (mean, std) and per background category; returns (metrics, generated waves)."""
-    name = params["evaluate"]["fad_embedding"]
-    checkpoint = Path(pretrained) / "panns" / params["pretrained"]["panns"]["file"] if name == PAPER_EMBEDDING else None
-    embedding = get_embedding(name, checkpoint=checkpoint, device=inference_device(params))
-    keys = list(dev["key"])
-    ref_emb = embed_clips(embedding, references, rate)
-    ref_stats = gaussian_stats(ref_emb)
-    per_seed, waves_by_seed, per_category = {}, {}, {}
-    categories = dev["background"] if "background" in dev else None
-    for seed in params["generate"]["seeds"]:
-        waves = _load_at(generated_paths(generated_dir / f"seed{seed}", keys), rate)
-        waves_by_seed[seed] = waves
-        gen_emb = embed_clips(embedding, waves, rate)
-        per_seed[str(seed)] = frechet_distance(*gaussian_stats(gen_emb), *ref_stats)
-        if categories is not None:
-            for category in sorted(set(categories)):
-                rows = np.flatnonzero(np.asarray(categories) == category)
-                if len(rows) >= 2:
-                    value = frechet_distance(*gaussian_stats(gen_emb[rows]), *gaussian_stats(ref_emb[rows]))
-                    per_category.setdefault(category, []).append(value)
-    values = np.array(list(per_seed.values()))
-    metrics = {
-        "fad_mean": float(values.mean()),
-        "fad_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-        "fad_per_seed": per_seed,
-        "fad_per_category": {c: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
-                             for c, v in per_category.items()},
-        "embedding": embedding.name,
-        "stand_in": embedding.name != PAPER_EMBEDDING,
-        # only the paper's training data (its dev prompts come with it): not the demo, not a custom folder
-        "comparable_to_paper": embedding.name == PAPER_EMBEDDING and params["data"]["source"] == "audiocaps_wavcaps",
-        "n_prompts": len(keys),
-        "n_seeds": len(per_seed),
-        "baseline_fad": params["evaluate"]["baseline_fad"],
-        "paper_fad": params["evaluate"]["paper_fad"],
-    }
-    return metrics, waves_by_seed
-
-
-def conditioning_metrics(params: dict, manifest: pd.DataFrame, dev: pd.DataFrame, references: list[np.ndarray],
-                         waves_by_seed: dict, rate: int) -> dict | None:
-    """Foreground/background accuracy of a classifier trained on real clips, on the generated clips."""
-    if not all(c in manifest for c in LABEL_COLUMNS) or manifest["foreground"].isna().any():
+def conditioning_metrics(params: dict, train_manifest: str | Path | None, dev: pd.DataFrame,
+                         first_seed: dict[str, Path]) -> tuple[dict | None, dict | None]:
+    """Foreground/background accuracy of a classifier trained on real clips, on the generated clips;
+    and each generated clip's predicted labels. (None, None) without labels."""
+    if train_manifest is None:
+        log.info("no training manifest given: conditioning score skipped")
+        return None, None
+    manifest = read_manifest(train_manifest)
+    if not all(c in manifest and c in dev for c in LABEL_COLUMNS) or manifest["foreground"].isna().any():
         log.info("no foreground/background labels in the manifest: conditioning score skipped")
-        return None
+        return None, None
+    rate = params["generate"]["sample_rate"]
     train, train_waves, skipped = load_readable(manifest[manifest["split"] == "train"].sort_values("key"), rate)
     if len(train) > MAX_CLASSIFIER_CLIPS:
         train = train.sample(MAX_CLASSIFIER_CLIPS, random_state=params["seed"]).sort_values("key")
         train_waves = [train_waves[i] for i in train.index]
+    real_dev, references, _ = load_readable(dev, rate)
     train_features = conditioning_features(train_waves, rate)
-    seed = params["generate"]["seeds"][0]
     labels = (list(train["foreground"]), list(train["background"]))
-    dev_labels = (list(dev["foreground"]), list(dev["background"]))
-    generated = score_features(train_features, *labels, conditioning_features(waves_by_seed[seed], rate),
-                               *dev_labels, seed=params["seed"])
-    real = score_features(train_features, *labels,
-                          conditioning_features(references, rate), *dev_labels,
-                          seed=params["seed"])
-    return {"generated": generated, "real_dev": {k: real[k] for k in ("fg_accuracy", "bg_accuracy")},
-            "generation_seed": seed, "skipped_training_clips": skipped}
+    generated = score_features(train_features, *labels,
+                               conditioning_features(_load_at([str(first_seed[k]) for k in dev["key"]], rate), rate),
+                               list(dev["foreground"]), list(dev["background"]), seed=params["seed"])
+    real = score_features(train_features, *labels, conditioning_features(references, rate),
+                          list(real_dev["foreground"]), list(real_dev["background"]), seed=params["seed"])
+    predicted = {key: {"foreground": fg, "background": bg}
+                 for key, fg, bg in zip(dev["key"], generated.pop("fg_predicted"), generated.pop("bg_predicted"))}
+    return ({"generated": generated, "real_dev": {k: real[k] for k in ("fg_accuracy", "bg_accuracy")},
+             "skipped_training_clips": skipped}, predicted)
+
+
+def _comparable(params: dict, embedding, reference: Reference) -> bool:
+    """The paper's number needs the paper's embedding at full width, the published reference, 4 s clips."""
+    return (embedding.name == PAPER_EMBEDDING and getattr(embedding, "width_divisor", 1) == 1
+            and reference.kind == "published_embeddings" and params["data"]["source"] == "audiocaps_wavcaps"
+            and params["evaluate"]["clip_seconds"] == PAPER_CLIP_SECONDS)
+
+
+def metric_lines(fad: dict, clap: dict, conditioning: dict, per_prompt: Path, table: pd.DataFrame) -> list[str]:
+    """What `scenesynth evaluate` prints: one line per metric."""
+    note = "comparable with the paper" if fad["comparable_to_paper"] else "NOT comparable with the paper"
+    lines = [f"FAD ({fad['embedding']}, {note}): {fad['fad_mean']:.3f} +- {fad['fad_std']:.3f} over "
+             f"{fad['n_seeds']} seed(s) x {fad['n_prompts']} prompts, against {fad['reference']['description']} "
+             f"[paper {fad['paper_fad']}, baseline {fad['baseline_fad']}]"]
+    lines.append(f"CLAP score ({clap['model']}): {clap['clap_score_mean']:.4f} +- {clap['clap_score_std']:.4f}"
+                 if clap["computed"] else f"CLAP score: not computed ({clap['reason']})")
+    if "generated" in conditioning:
+        g = conditioning["generated"]
+        lines.append(f"conditioning: foreground accuracy {g['fg_accuracy']:.3f} (chance {g['fg_chance']:.3f}), "
+                     f"background {g['bg_accuracy']:.3f} (chance {g['bg_chance']:.3f})")
+    worst = table.iloc[0]
+    lines.append(f"per-prompt scores: {per_prompt} (worst first; worst: {worst['prompt_id']} {worst['caption']!r})")
+    return lines
 
 
 def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
-             run_dir: str | Path, pretrained: str | Path = paths.PRETRAINED) -> dict:
-    generated, metrics_dir = Path(generated), Path(metrics_dir)
-    table = read_manifest(manifest)
-    rate = params["generate"]["sample_rate"]
-    dev, references, skipped_refs = load_readable(table[table["split"] == "dev"].sort_values("key"), rate)
-    if len(dev) < 2:
-        raise ValueError(f"{manifest}: FAD needs at least 2 dev prompts, found {len(dev)}")
-    fad_result, waves_by_seed = fad_metrics(params, dev, references, generated, rate, pretrained)
-    fad_result["stand_ins"] = stand_ins(params)
-    fad_result["skipped_references"] = skipped_refs
-    write_json(metrics_dir / "fad.json", fad_result)
-    flat = {"fad_mean": fad_result["fad_mean"], "fad_std": fad_result["fad_std"]}
-    cond = (conditioning_metrics(params, table, dev, references, waves_by_seed, rate)
-            if params["evaluate"]["conditioning"] else None)
-    cond_result = cond if cond is not None else {"skipped": "no labels or evaluate.conditioning is false"}
-    write_json(metrics_dir / "conditioning.json", cond_result)
+             run_dir: str | Path | None = None, pretrained: str | Path = paths.PRETRAINED,
+             train_manifest: str | Path | None = None, cache: str | Path = paths.EMBEDDING_CACHE) -> dict:
+    """Write metrics/fad.json, clap_score.json, per_prompt.csv and conditioning.json; print one line per
+    metric; log them to the training's MLflow run when ``run_dir`` is given."""
+    generated, metrics_dir, cfg = Path(generated), Path(metrics_dir), params["evaluate"]
+    dev = read_dev_prompts(manifest)
+    embedding = get_embedding(cfg["fad_embedding"], device=inference_device(params),
+                              checkpoint=(Path(pretrained) / "panns" / params["pretrained"]["panns"]["file"]
+                                          if cfg["fad_embedding"] == PAPER_EMBEDDING else None))
+    recipe = ClipRecipe(seconds=cfg["clip_seconds"])
+    identity = {**embedding.identity(), "clip": recipe.identity(), "scorer_version": SCORER_VERSION}
+    ref_cache = EmbeddingCache(cache, embedding, identity, lambda p: prepare_clip(p, ClipRecipe()))
+    reference = load_reference(manifest, dev, embedding, ref_cache)
+    scored = dev if reference.kind != "audio" else dev[dev["key"].isin(reference.keys)].reset_index(drop=True)
+    sets, ignored = generated_sets(generated, list(scored["key"]))
+    gen_cache = EmbeddingCache(cache, embedding, identity, lambda p: prepare_clip(p, recipe))
+    vectors = {seed: dict(zip(clips, gen_cache.embeddings(list(clips.values())))) for seed, clips in sets.items()}
+
+    fad = fad_metrics(params, scored, reference, vectors)
+    fad.update({
+        "embedding": embedding.name, "width_divisor": getattr(embedding, "width_divisor", None),
+        "stand_in": embedding.name != PAPER_EMBEDDING, "comparable_to_paper": _comparable(params, embedding, reference),
+        "n_prompts": len(scored), "n_seeds": len(sets), "baseline_fad": cfg["baseline_fad"], "paper_fad": cfg["paper_fad"],
+        "reference": {**reference.record, "description": reference.description},
+        "scorer": {**recipe.identity(), "clip_seconds": cfg["clip_seconds"], "embedding_dtype": "float16",
+                   "statistics": "mean and covariance (n - 1), merged file by file",
+                   "fd": "trace sqrt from eigenvalues; sqrtm cross-check; 1e-6 on the diagonals if not finite",
+                   "organisers_resampler": "torchaudio Kaiser sinc (docs/paper.md section 6)"},
+        "generated": {"folder": str(generated), "seeds": list(sets), "ignored_files": ignored},
+        "skipped_references": reference.skipped,
+        "stand_ins": stand_ins(params)})
+    captions = dict(zip(scored["key"], scored["caption"]))
+    clap, clap_per_seed = (clap_score(pretrained, inference_device(params), sets, captions) if cfg["clap_score"]
+                           else (not_computed("evaluate.clap_score is false: no CLAP checkpoint is used (the demo "
+                                              "fetches none)"), None))
+    cond, predicted = (conditioning_metrics(params, train_manifest, scored, next(iter(sets.values())))
+                       if cfg["conditioning"] else (None, None))
+    if cond is not None:
+        cond["generation_seed"] = next(iter(sets))
+    table = per_prompt_table(scored, vectors, reference, clap_per_seed, predicted)
+    conditioning = cond if cond is not None else {"skipped": "no labels or evaluate.conditioning is false"}
+
+    write_json(metrics_dir / "fad.json", fad)
+    write_json(metrics_dir / "clap_score.json", clap)
+    with atomic_path(metrics_dir / "per_prompt.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_json(metrics_dir / "conditioning.json", conditioning)
     write_headline(params, metrics_dir)
+    flat = {"fad_mean": fad["fad_mean"], "fad_std": fad["fad_std"]}
+    if clap["computed"]:
+        flat.update(clap_score_mean=clap["clap_score_mean"], clap_score_std=clap["clap_score_std"])
     if cond is not None:
         g = cond["generated"]
         flat.update({"cond_fg_accuracy": g["fg_accuracy"], "cond_fg_chance": g["fg_chance"],
                      "cond_bg_accuracy": g["bg_accuracy"], "cond_bg_chance": g["bg_chance"],
                      "cond_real_fg_accuracy": cond["real_dev"]["fg_accuracy"]})
-    log_to_run(params, run_dir, flat, [metrics_dir / name for name in ("fad.json", "conditioning.json", HEADLINE_FILE)])
-    log.info("FAD (%s) %.3f +- %.3f; %s", fad_result["embedding"], flat["fad_mean"], flat["fad_std"],
-             {k: round(v, 3) for k, v in flat.items() if k.startswith("cond")})
-    return {"fad": fad_result, "conditioning": cond_result}
+    if run_dir is not None:
+        log_to_run(params, run_dir, flat, [metrics_dir / name for name in
+                                           ("fad.json", "clap_score.json", "per_prompt.csv", "conditioning.json",
+                                            HEADLINE_FILE)])
+    embedded = ref_cache.embedded + gen_cache.embedded  # not in fad.json: a rerun must write the same bytes
+    log.info("embeddings: %d computed, the rest from the cache %s", embedded, gen_cache.folder)
+    for line in metric_lines(fad, clap, conditioning, metrics_dir / "per_prompt.csv", table):
+        print(line, flush=True)
+    return {"fad": fad, "clap": clap, "per_prompt": table, "conditioning": conditioning, "embedded": embedded}

@@ -18,14 +18,21 @@ independent cross-check of the covariance path.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import scipy.linalg
 
 __all__ = [
     "frechet_distance",
     "frechet_distance_from_embeddings",
     "gaussian_stats",
+    "merged_statistics",
+    "organisers_frechet",
     "trace_sqrt_product",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def gaussian_stats(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,3 +152,68 @@ def frechet_distance_from_embeddings(emb1: np.ndarray, emb2: np.ndarray) -> floa
     singular_values = np.linalg.svd(centred1 @ centred2.T, compute_uv=False)
     trace_sqrt = float(np.sum(singular_values)) / np.sqrt((n1 - 1) * (n2 - 1))
     return max(mean_term + trace_term - 2.0 * trace_sqrt, 0.0)
+
+
+# ----------------------------------------------------------------------------- the organisers' scorer
+
+def merged_statistics(per_file: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Mean, unbiased covariance and row count of several files' embeddings [rows_i, D], merged file
+    by file as the organisers' fadtk fork does (``utils.calculate_embd_statistics_online``).
+
+    Each file contributes its mean and its scatter sum((x - mean_i)(x - mean_i)^T); the running
+    mean and scatter are merged with the pairwise update of Chan et al.; cov = scatter / (n - 1).
+    The fork takes each file's scatter as ``np.cov(file, rowvar=False) * (rows - 1)``: for a
+    one-row file (one PANNs vector per clip) numpy 1 did not transpose a single row, returned a
+    scalar and so a zero scatter by luck, while numpy 2 transposes it and returns a NaN matrix
+    (numpy/lib/_function_base_impl.py, `cov`: ``if not rowvar and m.ndim != 1``), so the fork's
+    statistics are all NaN under numpy 2. Here a file's scatter is computed directly (zero for
+    one row), which is what the fork meant and computed under numpy 1. One more quirk of the fork
+    is not copied: ``np.mean`` of a float16 file returns a float16 mean, so for files of several
+    rows (VGGish) its merge uses rounded means; one-row files (PANNs) are unaffected.
+    """
+    if not per_file:
+        raise ValueError("no embeddings to take statistics of")
+    dim = np.asarray(per_file[0]).shape[-1]
+    mean, scatter, count = np.zeros(dim), np.zeros((dim, dim)), 0
+    for index, rows in enumerate(per_file):
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, dim)
+        if not np.all(np.isfinite(rows)):
+            raise ValueError(f"embedding {index} contains NaN or inf")
+        file_mean = rows.mean(axis=0)
+        centred = rows - file_mean
+        delta = file_mean - mean
+        added = rows.shape[0]
+        scatter += centred.T @ centred + np.outer(delta, delta) * count * added / (count + added)
+        mean += delta * added / (count + added)
+        count += added
+    if count < 2:
+        raise ValueError(f"an unbiased covariance needs at least 2 embeddings, got {count}")
+    return mean, scatter / (count - 1), count
+
+
+SQRTM_TOLERANCE = 1e-3  # the fork warns when the two square roots' traces differ by more
+
+
+def organisers_frechet(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray, *,
+                       sqrtm_check: bool = True, eps: float = 1e-6) -> tuple[float, dict]:
+    """The fork's ``calc_frechet_distance`` step by step: the trace of the square root from
+    eigenvalues (here those of the symmetric PSD product, see ``trace_sqrt_product``: the same
+    eigenvalues as C1 C2 without complex round-off), ``eps`` added to both diagonals when that root
+    is not finite, and the cross-check against ``scipy.linalg.sqrtm(C1 C2)`` (a warning when the
+    traces differ by more than 1e-3). Returns (FD, what the checks found)."""
+    value = frechet_distance(mu1, cov1, mu2, cov2)
+    details: dict = {"trace_sqrt": "eigenvalues", "eps_fallback": False}
+    if not np.isfinite(value):
+        offset = np.eye(np.asarray(cov1).shape[0]) * eps
+        value = frechet_distance(mu1, np.asarray(cov1) + offset, mu2, np.asarray(cov2) + offset)
+        details["eps_fallback"] = True
+    if sqrtm_check:
+        ours = trace_sqrt_product(np.asarray(cov1, np.float64), np.asarray(cov2, np.float64))
+        with np.errstate(all="ignore"):
+            root = scipy.linalg.sqrtm(np.asarray(cov1, np.float64) @ np.asarray(cov2, np.float64))
+        theirs = complex(np.trace(root))
+        delta = abs(ours - theirs.real) if np.isfinite(theirs.real) else float("inf")
+        details.update(sqrtm_trace=theirs.real, sqrtm_trace_imag=theirs.imag, sqrtm_delta=delta)
+        if not delta <= SQRTM_TOLERANCE:
+            log.warning("sqrtm cross-check: the square roots' traces differ by %.3g", delta)
+    return value, details

@@ -33,6 +33,7 @@ from torch import nn
 
 from scenesynth import paths
 from scenesynth.audio_io import waveform
+from scenesynth.fetch.download import sha256_file
 from scenesynth.pretrained.models import MissingPretrained, fetch_hint
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NAME = "panns_wavegram_logmel"  # params.yaml's evaluate.fad_embedding for this network
+PUBLISHED_NAME = "panns-wavegram-logmel"  # its folder in the dev set's embeddings.tar.xz (fadtk's model name)
 PANNS_CHECKPOINT = "Wavegram_Logmel_Cnn14_mAP=0.439.pth"
 PANNS_ZENODO_RECORD = "3987831"
 DEFAULT_PANNS_CHECKPOINT = Path(paths.PRETRAINED) / "panns" / PANNS_CHECKPOINT
@@ -315,11 +317,22 @@ def _warn_if_front_end_differs(model: WavegramLogmelCnn14, path: Path) -> None:
             log.warning("%s: %s differs from the PANNs front end rebuilt here (max |diff| %.3g)", path, key, error)
 
 
+def _width_divisor_of(state: dict) -> int | None:
+    """How much narrower than the public network a state dict's conv blocks are (1 = the public size)."""
+    weight = state.get("conv_block1.conv1.weight")
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 4 or weight.shape[0] == 0:
+        return None
+    return CONV_WIDTHS[0] // weight.shape[0] if CONV_WIDTHS[0] % weight.shape[0] == 0 else None
+
+
 def load_panns(
     checkpoint_path: str | Path = DEFAULT_PANNS_CHECKPOINT, device: str | torch.device = "cpu", *,
-    width_divisor: int = 1,
+    width_divisor: int | None = 1,
 ) -> WavegramLogmelCnn14:
-    """The network with the checkpoint's weights (strict), in eval mode on ``device``, frozen."""
+    """The network with the checkpoint's weights (strict), in eval mode on ``device``, frozen.
+
+    ``width_divisor=None`` takes the width from the file (a narrow random-weight network stands in
+    for the public one in end-to-end tests; the FAD record says so, see evaluation/evaluate.py)."""
     path = Path(checkpoint_path)
     if not path.is_file():
         raise MissingPretrained(
@@ -338,6 +351,8 @@ def load_panns(
         found = sorted(content)[:8] if isinstance(content, dict) else type(content).__name__
         raise PannsCheckpointError(f"{path}: expected a dict whose 'model' entry is the state dict (the "
                                    f"format of Zenodo record {PANNS_ZENODO_RECORD}), found {found}; {refetch}")
+    if width_divisor is None:
+        width_divisor = _width_divisor_of(content["model"]) or 1
     with torch.device("meta"):  # shapes only: nothing is allocated before the file is known good
         layout = WavegramLogmelCnn14(width_divisor=width_divisor)
     problems = _state_dict_problems(content["model"], layout)
@@ -354,15 +369,22 @@ class PannsEmbedding:
     """``ClipEmbedding`` for FAD: one 2048-d float64 vector per 32 kHz mono clip."""
 
     name = NAME
+    published_name = PUBLISHED_NAME
     sample_rate = SAMPLE_RATE
     dim = EMBEDDING_DIM
 
     def __init__(self, checkpoint: str | Path = DEFAULT_PANNS_CHECKPOINT, device: str | torch.device = "cpu",
-                 *, width_divisor: int = 1, batch_size: int = 16) -> None:
+                 *, width_divisor: int | None = 1, batch_size: int = 16) -> None:
         self.checkpoint = Path(checkpoint)
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.model = load_panns(self.checkpoint, self.device, width_divisor=width_divisor)
+        self.width_divisor = self.model.width_divisor
+
+    def identity(self) -> dict:
+        """What makes its vectors what they are: the checkpoint's bytes and the network's width."""
+        return {"embedding": self.name, "checkpoint_sha256": sha256_file(self.checkpoint),
+                "width_divisor": self.width_divisor}
 
     @staticmethod
     def _prepare(wave: np.ndarray) -> np.ndarray:

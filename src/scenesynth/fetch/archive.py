@@ -44,6 +44,7 @@ __all__ = [
     "open_member",
     "read_member",
     "split_parts",
+    "unsafe_name_reason",
 ]
 
 _EOCD_SIGNATURE = b"PK\x05\x06"
@@ -347,9 +348,11 @@ _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 
 
 def _unsafe_reason(member: MemberInfo) -> str | None:
-    name = member.name
-    if member.is_symlink:
-        return "is a symbolic link"
+    return "is a symbolic link" if member.is_symlink else unsafe_name_reason(member.name)
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why an archive member's name could write outside the target folder (zip and tar alike), or None."""
     if "\x00" in name:
         return "has a NUL byte in its name"
     if name.startswith(("/", "\\")):

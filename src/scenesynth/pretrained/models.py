@@ -84,5 +84,6 @@ def needed_models(params: dict) -> dict[str, list[str]]:
         "generate": [name for name, used in (("clap_text", params["text"]["encoder"] == "clap"),
                                              ("hifigan_48k", params["generate"]["vocoder"] == "hifigan"),
                                              ("clap_rerank", params["generate"]["rerank"] == "clap")) if used],
-        "evaluate": ["panns"] if params["evaluate"]["fad_embedding"] == "panns_wavegram_logmel" else [],
+        "evaluate": [name for name, used in (("panns", params["evaluate"]["fad_embedding"] == "panns_wavegram_logmel"),
+                                             ("clap_rerank", params["evaluate"]["clap_score"])) if used],
     }

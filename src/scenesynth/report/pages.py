@@ -17,20 +17,24 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import soxr
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from scenesynth.audio_io import AudioReadError, load_mono
-from scenesynth.data.manifest import read_dev_prompts
+from scenesynth.data.manifest import NO_AUDIO, read_dev_prompts
 from scenesynth.features.mel import MelFrontEnd
 from scenesynth.utils.atomic import write_json, write_text
 
 log = logging.getLogger(__name__)
 PAGE_FOLDER = "prompts"      # <out>/prompts/<key>.html: one report entry per dev prompt
 CAPTIONS = "prompts.json"    # <out>/prompts.json: key -> caption (the report's labels)
+RANKS = "ranks.json"         # <out>/ranks.json: key -> rank, 1 = worst (metrics/per_prompt.csv; a report label)
 METRICS_PAGE = "metrics.html"
+NO_REFERENCE_AUDIO = ("No reference audio: the DCASE dev set publishes reference embeddings, not audio; the scores "
+                      "below compare this clip's embedding with them.")
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; max-width: 70em; color: #222; }
@@ -141,8 +145,43 @@ def _num(value, digits: int = 3) -> str:
     return "n/a" if value is None else f"{float(value):.{digits}f}"
 
 
-def metrics_page(fad: dict, conditioning: dict, generation: dict) -> str:
-    """FAD (mean and std over seeds, per category) beside the paper's and the baseline's, honestly labelled."""
+def _per_prompt_section(table: pd.DataFrame | None) -> list[str]:
+    """The per-prompt scores, worst first, each prompt linked to its page."""
+    if table is None or table.empty:
+        return []
+    rows = ["<h2>Per prompt, worst first</h2>",
+            '<p class="note">Distances in the FAD embedding space (mean over seeds); metrics/per_prompt.csv '
+            "defines each column.</p>",
+            '<table id="per-prompt">\n<tr><th>rank</th><th>prompt</th><th>caption</th><th>to own reference</th>'
+            "<th>to reference mean</th><th>CLAP score</th></tr>"]
+    for row in table.itertuples(index=False):
+        link = f'<a href="{PAGE_FOLDER}/{_e(row.prompt_id)}.html">{_e(row.prompt_id)}</a>'
+        rows.append(f'<tr><td class="num">{_e(row.rank)}</td><td>{link}</td><td>{_e(row.caption)}</td>'
+                    f'<td class="num">{_num(_finite(row.own_reference_distance))}</td>'
+                    f'<td class="num">{_num(_finite(row.reference_mean_distance))}</td>'
+                    f'<td class="num">{_num(_finite(row.clap_score), 4)}</td></tr>')
+    rows.append("</table>")
+    return rows
+
+
+def _finite(value):
+    return None if value is None or (isinstance(value, float) and not np.isfinite(value)) or value == "" else value
+
+
+def _clap_section(clap: dict | None) -> list[str]:
+    if not clap:
+        return []
+    if not clap.get("computed"):
+        return ["<h2>CLAP score</h2>", f'<p id="clap-score">Not computed: {_e(clap.get("reason", "no result"))}</p>']
+    return ["<h2>CLAP score (higher is better)</h2>",
+            f'<p id="clap-score">{_num(clap["clap_score_mean"], 4)} &plusmn; {_num(clap["clap_score_std"], 4)} '
+            f"over {_e(clap['n_seeds'])} seeds: {_e(clap['definition'])}.</p>"]
+
+
+def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | None = None,
+                 per_prompt: pd.DataFrame | None = None) -> str:
+    """FAD (mean and std over seeds, per category) beside the paper's and the baseline's, honestly labelled;
+    the CLAP score and the per-prompt scores, worst first."""
     stand_ins = fad.get("stand_ins") or generation.get("stand_ins") or {}
     embedding = fad["embedding"]
     comparable = bool(fad.get("comparable_to_paper"))
@@ -151,8 +190,12 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict) -> str:
         reasons.append(f"the FAD embedding is {embedding}, an offline stand-in for PANNs Wavegram-Logmel")
     if stand_ins.get("data.source") == "demo":
         reasons.append("the dev set is the synthetic demo data, not the DCASE 2024 Task 7 dev set")
-    if stand_ins.get("data.source") == "custom":
+    elif stand_ins.get("data.source") == "custom":
         reasons.append("the dev set is clips of your own folder (data.source: custom), not the DCASE 2024 Task 7 dev set")
+    elif fad.get("reference", {}).get("kind") == "audio":
+        reasons.append("the FAD reference is audio, not the challenge's published embeddings")
+    if fad.get("width_divisor") not in (None, 1):
+        reasons.append(f"the PANNs network is {fad['width_divisor']}x narrower than the public one")
     if not comparable and not reasons:
         reasons.append("this run's setup differs from the paper's")
     verdict = ("Comparable with the paper: the paper's embedding on the challenge's dev set." if comparable else
@@ -170,6 +213,8 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict) -> str:
         f'<tr><td>challenge baseline</td><td class="num">{_num(fad["baseline_fad"])}</td>'
         "<td>panns_wavegram_logmel</td><td>no</td></tr>\n</table>",
     ]
+    if fad.get("reference"):
+        body.append(f'<p class="note" id="reference">Reference: {_e(fad["reference"].get("description", ""))}.</p>')
     seeds = fad.get("fad_per_seed") or {}
     if seeds:
         body.append("<h3>Per generation seed</h3>\n<table id=\"fad-seeds\">\n<tr><th>seed</th><th>FAD</th></tr>")
@@ -182,6 +227,7 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict) -> str:
         body += [f'<tr><td>{_e(c)}</td><td class="num">{_num(v["mean"])} &plusmn; {_num(v["std"])}</td></tr>'
                  for c, v in sorted(categories.items())]
         body.append("</table>")
+    body += _clap_section(clap)
     body.append("<h2>Conditioning (a classifier trained on real clips, applied to generated ones)</h2>")
     if "generated" in conditioning:
         g, real = conditioning["generated"], conditioning.get("real_dev", {})
@@ -204,17 +250,43 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict) -> str:
     if skipped:
         body.append(f"<p class=\"warn\">{len(skipped)} unreadable reference clip(s) left out of FAD: "
                     + ", ".join(_e(s["key"]) for s in skipped) + "</p>")
+    body += _per_prompt_section(per_prompt)
     return _page("Metrics", "\n".join(body))
 
 
 # ----------------------------------------------------------------------------- the stage
+def _read_per_prompt(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ReportInputError(f"{path}: not found (run the evaluate stage first)")
+    return pd.read_csv(path, dtype={"prompt_id": str})
+
+
+def _score_facts(score: dict, n_prompts: int) -> dict[str, str]:
+    """The prompt's row of metrics/per_prompt.csv, as the page's facts (empty values left out)."""
+    if not score:
+        return {}
+    facts = {"rank (1 = worst)": f"{score['rank']} of {n_prompts}"}
+    for column, label, digits in (("own_reference_distance", "distance to its own reference", 3),
+                                  ("reference_mean_distance", "distance to the reference mean", 3),
+                                  ("clap_score", "CLAP score", 4)):
+        if _finite(score.get(column)) is not None:
+            facts[label] = f"{score[column]:.{digits}f} (mean over seeds)"
+    for column in ("predicted_foreground", "predicted_background"):
+        if isinstance(score.get(column), str) and score[column]:
+            facts[column.replace("_", " ")] = score[column]
+    return facts
+
+
 def build_report_assets(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
                         out_dir: str | Path) -> dict[str, str]:
     """Write <out>/prompts/<key>.html per dev prompt, <out>/metrics.html and <out>/prompts.json."""
     generated, manifest, metrics_dir, out_dir = (Path(p) for p in (generated, manifest, metrics_dir, out_dir))
     fad = _read_json(metrics_dir / "fad.json")
     conditioning = _read_json(metrics_dir / "conditioning.json")
+    clap = _read_json(metrics_dir / "clap_score.json")
     generation = _read_json(generated / "generation.json")
+    per_prompt = _read_per_prompt(metrics_dir / "per_prompt.csv")
+    scores = per_prompt.set_index("prompt_id").to_dict("index")
     dev = read_dev_prompts(manifest)
     seed = params["generate"]["seeds"][0]
     skipped = {s["key"]: s["reason"] for s in fad.get("skipped_references") or []}
@@ -232,6 +304,8 @@ def build_report_assets(params: dict, generated: str | Path, manifest: str | Pat
         ref_mel, note = None, ""
         if key in skipped:
             note = f"Reference clip left out (unreadable: {skipped[key]}); as in FAD, only the generated clip is shown."
+        elif row.path == NO_AUDIO:
+            note = NO_REFERENCE_AUDIO
         else:
             if not Path(row.path).is_file():
                 raise ReportInputError(f"{row.path}: reference clip of dev prompt {key!r} not found "
@@ -240,7 +314,8 @@ def build_report_assets(params: dict, generated: str | Path, manifest: str | Pat
         png = mel_pair_png(logmel_image(wave, rate, front_end), ref_mel, front_end.settings,
                            (f"generated (seed {seed})", "reference"))
         facts = {"generated file": _shown(clip), "duration": f"{len(wave) / rate:.2f} s at {rate} Hz",
-                 "reference file": _shown(row.path), "vocoder": generation.get("vocoder"),
+                 "reference file": _shown(row.path) if row.path != NO_AUDIO else None,
+                 **_score_facts(scores.get(key, {}), len(per_prompt)), "vocoder": generation.get("vocoder"),
                  "text encoder": generation.get("text_encoder"), "data source": stand_ins.get("data.source")}
         for label in ("foreground", "background"):
             if label in dev.columns and isinstance(getattr(row, label), str):
@@ -252,7 +327,8 @@ def build_report_assets(params: dict, generated: str | Path, manifest: str | Pat
     for stale in pages.glob("*.html"):  # pages of prompts no longer in the dev set
         if stale.stem not in captions:
             stale.unlink()
-    write_text(out_dir / METRICS_PAGE, metrics_page(fad, conditioning, generation))
+    write_text(out_dir / METRICS_PAGE, metrics_page(fad, conditioning, generation, clap, per_prompt))
     write_json(out_dir / CAPTIONS, captions)
+    write_json(out_dir / RANKS, {key: int(scores[key]["rank"]) for key in captions if key in scores})
     log.info("listening report: %d prompt pages and %s in %s", len(captions), METRICS_PAGE, out_dir)
     return captions

@@ -15,7 +15,8 @@ def _read(path: Path) -> dict:
 
 def print_summary(params: dict) -> None:
     metrics = Path(paths.METRICS)
-    fad, cond, train = (_read(metrics / n) for n in ("fad.json", "conditioning.json", "train.json"))
+    fad, cond, train, clap = (_read(metrics / n) for n in ("fad.json", "conditioning.json", "train.json",
+                                                           "clap_score.json"))
     generated = Path(paths.GENERATED)
     n_wavs = len(list(generated.glob("seed*/*.wav")))
     print("\nscenesynth: run finished")
@@ -23,11 +24,14 @@ def print_summary(params: dict) -> None:
     if data:
         print(f"  data            : {headline(data)} ({paths.RAW}/{REPORT_NAME})")
     print(f"  generated audio : {generated}/seed*/<prompt id>.wav ({n_wavs} files)")
-    print(f"  metrics         : {metrics}/train.json, fad.json, conditioning.json")
+    print(f"  metrics         : {metrics}/train.json, fad.json, clap_score.json, per_prompt.csv, conditioning.json")
     if fad:
         note = "offline stand-in, NOT comparable with the paper" if fad.get("stand_in") else "paper's embedding"
         print(f"  FAD ({fad['embedding']}, {note}): {fad['fad_mean']:.3f} +- {fad['fad_std']:.3f}"
               f"  [paper {fad['paper_fad']}, baseline {fad['baseline_fad']}]")
+    if clap:
+        print(f"  CLAP score      : {clap['clap_score_mean']:.4f} +- {clap['clap_score_std']:.4f}" if clap.get("computed")
+              else f"  CLAP score      : not computed ({clap.get('reason')})")
     if cond.get("generated"):
         g = cond["generated"]
         print(f"  conditioning    : foreground accuracy {g['fg_accuracy']:.3f} (chance {g['fg_chance']:.3f}), "

@@ -25,6 +25,8 @@ from scenesynth.data.manifest import CAPTIONS, read_manifest
 from scenesynth.pretrained.folder import missing_model_files
 from scenesynth.pretrained.models import DEFAULT_PRETRAINED_ROOT, MissingPretrained, fetch_hint
 from scenesynth.text.batch import TextBatch
+from scenesynth.text.caption_rules import SETTINGS as CAPTION_SETTINGS
+from scenesynth.text.caption_rules import caption_text, word_mask
 from scenesynth.text.clap import ClapTextEncoder
 from scenesynth.text.hash_encoder import HashTextEncoder
 from scenesynth.utils.atomic import atomic_path, write_json
@@ -106,7 +108,7 @@ def build_text_cache(params: dict, captions: list[str], out_dir: str | Path, pre
     _check_dims(encoder, text_cfg)
     per_caption = bool(getattr(encoder, "contextual_words", False))
     unique = sorted(set(captions))
-    token_ids = [encoder.tokenize(c) for c in unique]
+    token_ids = [encoder.tokenize(caption_text(c, text_cfg)) for c in unique]
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -143,6 +145,7 @@ def build_text_cache(params: dict, captions: list[str], out_dir: str | Path, pre
         "word_source": text_cfg["word_source"],
         "word_store": PER_CAPTION if per_caption else VOCAB_TABLE,
         "seed": seed,
+        **{key: text_cfg[key] for key in CAPTION_SETTINGS},
     }
     write_json(out_dir / INFO_FILE, info)
     return info
@@ -191,7 +194,7 @@ class TextCache:
             raise KeyError(f"caption not in the text cache (rebuild it): {missing[0]!r}")
         idx = torch.tensor([self.index[c] for c in captions], dtype=torch.long)
         longest = int(self.lengths[idx].max())
-        mask = torch.arange(longest)[None, :] < self.lengths[idx][:, None]
+        mask = word_mask(self.lengths[idx], longest, self.info)
         if self.word_rows is None:
             words = self.word_table[self.rows[idx, :longest]]  # row 0 is the zero padding vector
         else:

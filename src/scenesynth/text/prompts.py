@@ -3,7 +3,8 @@
 Training reads captions from the text cache (text/cache.py), which holds the training set's
 captions only. Generation takes prompts that were never in it (the challenge's dev prompts,
 a user's own text), so it encodes them here, with the encoder the model file names: the same
-kind, the same settings and, for CLAP, the same checkpoint (its sha256 is compared). A model
+kind, the same settings (caption normalisation and word mask included, text/caption_rules.py)
+and, for CLAP, the same checkpoint (its sha256 is compared). A model
 given another encoder would condition on vectors it has never seen and make silent noise, so
 every difference is an error that names it.
 """
@@ -17,6 +18,7 @@ import torch
 
 from scenesynth.text.batch import TextBatch
 from scenesynth.text.cache import encode_sentences, make_encoder
+from scenesynth.text.caption_rules import caption_text, word_mask
 
 ENCODER_KEYS = ("encoder", "sentence_dim", "word_dim", "max_tokens", "word_source")
 
@@ -51,7 +53,7 @@ class PromptEncoder:
         """The conditioning of ``prompts`` (equal prompts get equal caption ids, as in training)."""
         if not prompts:
             raise ValueError("no prompts to encode")
-        token_ids = [self.encoder.tokenize(p) for p in prompts]
+        token_ids = [self.encoder.tokenize(caption_text(p, self.info)) for p in prompts]
         sentences = encode_sentences(self.encoder, token_ids)
         contextual = bool(getattr(self.encoder, "contextual_words", False))
         rows = [self.encoder.caption_word_vectors(ids) if contextual else self.encoder.word_vectors(np.asarray(ids))
@@ -61,7 +63,7 @@ class PromptEncoder:
         for b, vectors in enumerate(rows):
             words[b, : len(vectors)] = torch.from_numpy(np.asarray(vectors, dtype=np.float32))
         lengths = torch.tensor([len(ids) for ids in token_ids])
-        mask = torch.arange(longest)[None, :] < lengths[:, None]
+        mask = word_mask(lengths, longest, self.info)
         first = {p: i for i, p in reversed(list(enumerate(prompts)))}
         caption_ids = torch.tensor([first[p] for p in prompts], dtype=torch.long)
         return TextBatch(torch.from_numpy(sentences), words, mask, caption_ids)

@@ -19,7 +19,7 @@ from scenesynth import paths
 from scenesynth.workflow.stages import SOURCE_PREFIX, STAGES, code_paths
 
 REPO = Path(__file__).resolve().parents[3]
-FETCH_RULES = ("fetch_audiocaps_csv", "fetch_audiocaps_audio", "fetch_wavcaps", "fetch_dcase_dev")
+FETCH_RULES = ("fetch_audiocaps_csv", "fetch_audiocaps_audio", "fetch_wavcaps")
 
 
 @dataclass(frozen=True)
@@ -47,21 +47,28 @@ DVC_STAGES: dict[str, DvcStage] = {
                      deps=(f"{paths.RAW}/manifest.parquet",), outs={paths.TEXT: {}}),
     "train": DvcStage(("train",), (f"{paths.RUN}/model.pt",), ("train.smk",), deps=(paths.MELS, paths.TEXT),
                       outs={f"{paths.RUN}/model.pt": {}, f"{paths.METRICS}/train.json": {"cache": False}}),
+    "dev_set": DvcStage(
+        ("dev_set", "fetch_dcase_dev"), (f"{paths.DEV}/manifest.parquet",), ("evaluate.smk",),
+        deps=(f"{paths.RAW}/manifest.parquet",), outs={paths.DEV: {}},
+        comment="The evaluation prompts and FAD reference (the DCASE download in data/downloads, or the demo's dev\n"
+                "rows). No training stage depends on it; `dvc exp run -k` goes on training when its download fails."),
     "generate": DvcStage(("generate", "fetch_pretrained"), (f"{paths.GENERATED}/generation.json",),
                          ("evaluate.smk", "pretrained.smk"),
-                         deps=(f"{paths.RUN}/model.pt", f"{paths.RAW}/manifest.parquet"),
+                         deps=(f"{paths.RUN}/model.pt", f"{paths.DEV}/manifest.parquet"),
                          outs={paths.GENERATED: {}}),
     "evaluate": DvcStage(("evaluate", "fetch_pretrained"),
-                         (f"{paths.METRICS}/fad.json", f"{paths.METRICS}/conditioning.json",
+                         (f"{paths.METRICS}/fad.json", f"{paths.METRICS}/clap_score.json",
+                          f"{paths.METRICS}/per_prompt.csv", f"{paths.METRICS}/conditioning.json",
                           f"{paths.METRICS}/headline.json"),
                          ("evaluate.smk", "pretrained.smk"),
-                         deps=(paths.GENERATED, paths.RAW, f"{paths.METRICS}/train.json"),
-                         outs={f"{paths.METRICS}/fad.json": {"cache": False},
-                               f"{paths.METRICS}/conditioning.json": {"cache": False}},
+                         deps=(paths.GENERATED, paths.DEV, paths.RAW, f"{paths.METRICS}/train.json"),
+                         outs={f"{paths.METRICS}/{name}": {"cache": False}
+                               for name in ("fad.json", "clap_score.json", "per_prompt.csv", "conditioning.json")},
                          metrics=(f"{paths.METRICS}/headline.json",),
                          comment="headline.json is the one DVC metric: what `dvc exp show` compares (README, Experiments)."),
     "report_assets": DvcStage(("report_assets",), (f"{paths.REPORT}/metrics.html",), ("report.smk",),
-                              deps=(paths.GENERATED, paths.RAW, f"{paths.METRICS}/fad.json",
+                              deps=(paths.GENERATED, paths.DEV, f"{paths.METRICS}/fad.json",
+                                    f"{paths.METRICS}/clap_score.json", f"{paths.METRICS}/per_prompt.csv",
                                     f"{paths.METRICS}/conditioning.json", "workflow/report"),
                               outs={paths.REPORT: {}},
                               comment="The listening report's pages; `snakemake --report report.html` then embeds them."),

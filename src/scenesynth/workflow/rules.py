@@ -4,6 +4,7 @@ reach them: the overlay, the inputs that depend on params, thread counts, the re
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import yaml
@@ -32,11 +33,25 @@ def resolve_params(params_path: str | Path, overlay: str) -> dict:
 
 def acquire_inputs(params: dict) -> dict[str, str]:
     """The per-dataset manifests the acquire rule merges: none for the demo and a custom folder;
-    otherwise both training sources and the DCASE dev set."""
+    otherwise both training sources. Never the dev set: training must not wait on (or fail with) the
+    dev-set download."""
     if params["data"]["source"] in ("demo", "custom"):
         return {}
-    return {"audiocaps": f"{paths.AUDIOCAPS}/manifest.parquet", "wavcaps": f"{paths.WAVCAPS}/manifest.parquet",
-            "dev": f"{paths.DCASE_DEV}/manifest.parquet"}
+    return {"audiocaps": f"{paths.AUDIOCAPS}/manifest.parquet", "wavcaps": f"{paths.WAVCAPS}/manifest.parquet"}
+
+
+def dev_set_inputs(params: dict) -> dict[str, str]:
+    """Where the dev-set rule takes its prompts: the DCASE download for the paper's source, acquire's
+    manifest (its dev rows) for the demo and any other source. Keys are the `scenesynth dev-set` options."""
+    if params["data"]["source"] == "audiocaps_wavcaps":
+        return {"dcase": f"{paths.DCASE_DEV}/report.json"}
+    return {"manifest": f"{paths.RAW}/manifest.parquet"}
+
+
+def dev_set_options(inputs: dict[str, str]) -> str:
+    """`--dcase FOLDER` (the folder of the fetch's report) or `--manifest FILE`, shell-quoted."""
+    return " ".join(f"--{name} {shlex.quote(str(Path(path).parent) if name == 'dcase' else path)}"
+                    for name, path in inputs.items())
 
 
 def acquire_inventory(params: dict) -> str:
@@ -64,10 +79,14 @@ LABEL_CHARS = 90  # a listening-report entry's caption label
 
 
 def prompt_labels(captions_path: str | Path, key: str) -> dict[str, str]:
-    """The report's labels of one prompt page. Braces become parentheses: Snakemake reads
-    `{name}` in a label as a wildcard."""
+    """The report's labels of one prompt page: its rank (1 = worst, from ranks.json beside the captions,
+    zero-padded so that the report sorts worst first), id and caption. Braces become parentheses:
+    Snakemake reads `{name}` in a label as a wildcard."""
     captions = json.loads(Path(captions_path).read_text())
     caption = captions.get(key, "")
     if len(caption) > LABEL_CHARS:
         caption = caption[: LABEL_CHARS - 1] + "\u2026"
-    return {"prompt": key, "caption": caption.replace("{", "(").replace("}", ")")}
+    ranks_path = Path(captions_path).with_name("ranks.json")
+    ranks = json.loads(ranks_path.read_text()) if ranks_path.is_file() else {}
+    rank = {"rank": f"{ranks[key]:03d}"} if key in ranks else {}
+    return {**rank, "prompt": key, "caption": caption.replace("{", "(").replace("}", ")")}

@@ -39,10 +39,12 @@ STAGES: dict[str, Stage] = {
                                    ("data.audiocaps", "data.download")),
     "fetch_wavcaps": Stage("fetch-wavcaps", "scenesynth.data.wavcaps", ("data.wavcaps", "data.download")),
     "fetch_dcase_dev": Stage("fetch-dcase-dev", "scenesynth.data.dcase_dev", ("data.dcase_dev", "data.download")),
+    # Every source has a dev set; training never reads it (the dev-set download cannot hold training back).
+    "dev_set": Stage("dev-set", "scenesynth.data.dev_set", ("data.source", "data.dcase_dev")),
     "fetch_pretrained": Stage("fetch-pretrained", "scenesynth.pretrained.fetch",
                               ("pretrained.hf_endpoint", "pretrained.zenodo_api")),  # + the model's own entry
     "acquire": Stage("acquire", "scenesynth.data.acquire", ("data", "seed"),
-                     ignored=("data.demo.workers", "data.custom.workers")),
+                     ignored=("data.demo.workers", "data.custom.workers", "data.dcase_dev")),
     "resample": Stage("resample", "scenesynth.data.resample", ("audio", "resample", "data.min_duration"),
                       ignored=("resample.workers",)),
     "mel": Stage("mel", "scenesynth.features.mel_shards", ("audio", "mel", "seed"), ignored=("mel.workers",)),
