@@ -211,6 +211,8 @@ def owned_outputs(args: argparse.Namespace) -> list[Path]:
     owned = [Path(args.out)] if getattr(args, "out", None) else []
     if getattr(args, "metrics", None) and args.verb == "train":
         owned.append(Path(args.metrics))
+    if getattr(args, "cache", None):  # evaluate's embedding cache
+        owned.append(Path(args.cache))
     return owned
 
 
