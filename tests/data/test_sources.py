@@ -90,7 +90,7 @@ def test_full_acquisition_builds_one_manifest_and_reports_every_loss(tmp_path, r
     source = json.loads((tmp_path / "raw/source.json").read_text())
     assert source["counts"]["duplicates_dropped"] == 1 and "AudioCaps wins" in source["duplicate_rule"]
     report = json.loads((tmp_path / "raw/report.json").read_text())
-    assert report["readable"] == len(merged) and report["clips_by_split"] == {"dev": 3, "train": 5}
+    assert report["readable"] == len(merged) and report["clips_by_split"] == {"train": 5}  # no dev rows in training data
     assert report["rejected_by_reason"] == {"unreadable FLAC": 1}  # the corrupt zip member, from wavcaps/rejects.csv
     assert report["captions"]["total"] == 6  # acGood00001 has two
     assert report["duplicates"].startswith("not computed")
