@@ -1,10 +1,13 @@
 """Training in several processes (DDP, gloo on CPU) against the single-process run.
 
-Tolerance: the discriminator and the generator's weights agree to 1e-5 and 1e-4. The generator's
-biases (and so its BatchNorm running means) agree to 2 x lr_g x steps: its conv biases feed
-BatchNorms, which cancel them, so their gradient is exactly zero in theory and float noise in
-practice; Adam normalises that noise into steps of about +-lr whose sign depends on the summation
-order, which differs between 1 and 2 processes.
+Tolerance: the ranks agree bit for bit. The discriminator agrees with the single process to 1e-4
+(7e-7 after 2 steps, 2.5e-5 after 4, once the generator's noise below has reached its inputs; a
+wrong global batch, BatchNorm or gather moves it by about lr_d per step, 1e-3 here). The generator agrees
+to 2 x lr_g x steps: many of its gradients are float noise in practice (conv biases feed BatchNorms
+that cancel them; with ``text.mask_eos`` the tiny hash captions leave some conditional-norm gains and
+conv weights near zero gradient too), and Adam normalises that noise into steps of about +-lr whose
+sign depends on the summation order, which differs between 1 and 2 processes. A generator whose
+gradients were not synchronised would fail the bit-for-bit check between ranks instead.
 """
 
 from __future__ import annotations
@@ -66,11 +69,8 @@ def assert_matches_one_process(saved: dict, reference: dict, params: dict) -> di
     assert saved["step"] == reference["step"]
     diffs = {part: max_difference(saved[part], reference[part])
              for part in ("generator", "generator_ema", "discriminator")}
-    cancelled = [k for k in reference["generator"] if k.endswith(("bias", "running_mean"))]  # see the docstring
-    diffs["generator without biases"] = max_difference(*({k: v for k, v in sd.items() if k not in cancelled}
-                                                         for sd in (saved["generator"], reference["generator"])))
     generator_tolerance = 2 * params["train"]["lr_g"] * reference["step"]
-    assert diffs["discriminator"] < 1e-5 and diffs["generator without biases"] < 1e-4, diffs
+    assert diffs["discriminator"] < 1e-4, diffs
     assert diffs["generator"] < generator_tolerance and diffs["generator_ema"] < generator_tolerance, diffs
     return diffs
 

@@ -18,7 +18,7 @@ rule fetch_dcase_dev:
     log:
         f"{P.LOGS}/fetch_dcase_dev.log",
     shell:
-        "scenesynth fetch-dcase-dev {params.cli} --out {P.DCASE_DEV:q} > {log:q} 2>"scenesynth fetch-dcase-dev {params.cli} --out {P.DCASE_DEV} > {log:q} 2>&1"1"
+        "scenesynth fetch-dcase-dev {params.cli} --out {P.DCASE_DEV:q} > {log:q} 2>&1"
 
 
 rule dev_set:
