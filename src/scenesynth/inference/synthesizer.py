@@ -89,13 +89,18 @@ def _choose(value, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
+def recorded_vocoder(saved: dict) -> str | None:
+    """The vocoder the model's front end was made for, as its file names it: `vocoder`, or among the
+    stand-ins for files exported before that key existed."""
+    return saved.get("vocoder") or (saved.get("stand_ins") or {}).get("generate.vocoder")
+
+
 def model_vocoder(saved: dict, model_path: str | Path) -> str:
-    """The vocoder the model's front end was made for. Model files name it (`vocoder`); files exported
-    before that key existed name it among their stand-ins; a file with neither must be told."""
-    name = saved.get("vocoder") or (saved.get("stand_ins") or {}).get("generate.vocoder")
+    """The recorded vocoder; a file that names none must be told (it is never guessed)."""
+    name = recorded_vocoder(saved)
     if name not in VOCODERS:
         raise ModelFileError(f"{model_path}: the model file does not say which vocoder its front end is for; "
-                             f"choose one ({', '.join(VOCODERS)})")
+                             f"name one (--vocoder, or vocoder= in Python: {', '.join(VOCODERS)})")
     return name
 
 
@@ -140,15 +145,16 @@ class Synthesizer:
         trained_for = model_vocoder(saved, self.model_path) if vocoder is None else None
         vocoder = _choose(vocoder or trained_for, VOCODERS, "vocoder")
         if rerank == "auto":
-            rerank = "discriminator" if missing_model_files(self.pretrained / "clap_rerank", need_audio=True) else "clap"
+            clap_missing = missing_model_files(self.pretrained / "clap_rerank", need_audio=True)
+            rerank = "discriminator" if clap_missing else "clap"
         self.gen_cfg = {**gen_cfg, "vocoder": vocoder, "rerank": rerank, "n_candidates": n_candidates}
         self.prompts = PromptEncoder(saved["text"], self.pretrained / "clap_text", str(self.device))
         self.reranker = make_reranker(self.gen_cfg, self.pretrained, self.device)
         try:
             self.vocoder = make_vocoder(self.gen_cfg, self.front_end, self.pretrained, self.device)
         except VocoderMismatch as err:
-            made_for = saved.get("vocoder") or (saved.get("stand_ins") or {}).get("generate.vocoder")
-            raise VocoderMismatch(f"{self.model_path}: a model made for the {made_for} vocoder: {err}") from err
+            raise VocoderMismatch(f"{self.model_path}: a model made for the {recorded_vocoder(saved)} vocoder: "
+                                  f"{err}") from err
         log.info("loaded %s (step %s, %s text encoder) on %s: %s vocoder, %s re-ranking of %d candidates, %s format",
                  self.model_path, saved["step"], saved["text"]["encoder"], self.device, vocoder, rerank, n_candidates,
                  self.format)
