@@ -40,7 +40,7 @@ import torch
 
 from scenesynth.config import load_params
 from scenesynth.features.mel import MelFrontEnd, MelSettings
-from scenesynth.inference.generate import (discriminator_scores, make_reranker, make_vocoder, pick_clip,
+from scenesynth.inference.protocol import (discriminator_scores, make_reranker, make_vocoder, pick_clip,
                                            random_crops, to_output_rate)
 from scenesynth.inference.hifigan import HIFIGAN_48K, HifiGanConfig, HifiGanGenerator
 from scenesynth.models import build_models

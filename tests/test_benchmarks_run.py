@@ -90,3 +90,19 @@ def test_the_numpy_kaiser_sinc_keeps_a_tone_and_the_length_rule():
     assert kaiser_resample(np.zeros(1001, np.float32), 44_100, 32_000).shape == (727,)  # ceil(1001 * 320 / 441)
     high = np.sin(2 * np.pi * 15_800 * t).astype(np.float32)  # above the cutoff, 0.9476 x 16 kHz
     assert np.max(np.abs(kaiser_resample(high, 48_000, 32_000)[500:-500])) < 0.05
+
+
+def test_synthesize_benchmark_times_each_size_per_prompt_side_by_side():
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/synthesize.py"), "--sizes", "tiny,demo",
+                           "--prompts", "1", "--json"], capture_output=True, text=True, env=venv_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    tiny, demo = result["sizes"]
+    assert (tiny["size"], tiny["n_mels"], demo["size"], demo["n_mels"], demo["n_frames"]) == ("tiny", 32, "demo", 64,
+                                                                                               512)
+    for size in (tiny, demo):
+        assert (size["text_encoder"], size["vocoder"], size["rerank"]) == ("hash", "griffin_lim", "discriminator")
+        assert len(size["per_prompt"]) == 1 and size["per_prompt"][0]["seconds"] > 0
+        assert size["mean_s"] == size["min_s"] == size["per_prompt"][0]["seconds"] and size["load_s"] > 0
+        assert size["params_g"] > 0 and size["out_samples"] == round(4.0 * 32000 if size is demo else 0.5 * 32000)
+    assert demo["params_g"] > tiny["params_g"]

@@ -114,6 +114,23 @@ def cmd_generate(args: argparse.Namespace) -> None:
                      pretrained=args.pretrained)
 
 
+def cmd_synthesize(args: argparse.Namespace) -> None:
+    from scenesynth.inference.synthesize import synthesize
+
+    written = synthesize(_params(args), model=args.model, out_dir=args.out, prompts=args.prompt,
+                         prompts_file=args.prompts, seed=args.seed, candidates=args.candidates, format=args.format,
+                         device=args.device, rerank=args.rerank, vocoder=args.vocoder, pretrained=args.pretrained)
+    for path in written:
+        print(path)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from scenesynth.web.serve import serve
+
+    serve(_params(args), model=args.model, host=args.host, port=args.port, device=args.device,
+          rerank=args.rerank, vocoder=args.vocoder, pretrained=args.pretrained)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from scenesynth.evaluation.evaluate import evaluate
 
@@ -193,7 +210,27 @@ def build_parser() -> argparse.ArgumentParser:
                               help="acquire's manifest: the training clips of the demo's conditioning score")
     evaluate_cmd.add_argument("--cache", default=paths.EMBEDDING_CACHE,
                               help="per-clip embedding cache (default: %(default)s)")
-    for uses_models in (text_cmd, generate_cmd, evaluate_cmd):
+    synthesize_cmd = verb("synthesize", cmd_synthesize, "synthesize any prompt(s) with a trained model: "
+                          "one WAV + JSON sidecar each", model="model.pt (runs/train/model.pt)", out="output folder")
+    synthesize_cmd.add_argument("prompt", nargs="*", help="prompt(s), each in quotes")
+    synthesize_cmd.add_argument("--prompts", default=None, metavar="FILE",
+                                help="one prompt per line, or a CSV with an id and a caption column")
+    synthesize_cmd.add_argument("--seed", type=int, default=None, help="default: synthesize.seed")
+    synthesize_cmd.add_argument("--candidates", type=int, default=None, help="default: generate.n_candidates")
+    synthesize_cmd.add_argument("--format", default=None, choices=["challenge", "full"],
+                                help="challenge: generate.crop_seconds at generate.sample_rate, 16-bit; "
+                                     "full: the whole clip at the vocoder's rate (default: synthesize.format)")
+    serve_cmd = verb("serve", cmd_serve, "a local web page: type a prompt, pick a seed, hear the clip",
+                     model="model.pt (runs/train/model.pt)")
+    serve_cmd.add_argument("--host", default=None, help="default: synthesize.host (this machine only)")
+    serve_cmd.add_argument("--port", type=int, default=None, help="default: synthesize.port (0: any free port)")
+    for uses_model in (synthesize_cmd, serve_cmd):
+        uses_model.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: synthesize.device)")
+        uses_model.add_argument("--rerank", default=None, choices=["auto", "clap", "discriminator"],
+                                help="auto: CLAP when <pretrained>/clap_rerank is there (default: synthesize.rerank)")
+        uses_model.add_argument("--vocoder", default=None, choices=["hifigan", "griffin_lim"],
+                                help="default: the one the model file names")
+    for uses_models in (text_cmd, generate_cmd, evaluate_cmd, synthesize_cmd, serve_cmd):
         uses_models.add_argument("--pretrained", default=paths.PRETRAINED,
                                  help="folder of the fetched pre-trained models (default: %(default)s)")
     verb("report-assets", cmd_report_assets, "listening-report pages (one per dev prompt) and the metrics page",
@@ -228,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"scenesynth: configuration error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as err:
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
         print(f"scenesynth {args.verb}: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from scenesynth import paths
 from scenesynth.data.report import REPORT_NAME, headline, read_data_report
+
+EXAMPLE_PROMPT = "a siren wailing with traffic in the background"  # words the demo's captions use
+SYNTHESIZED = "outputs/synth"                                       # where the printed line writes
 
 
 def _read(path: Path) -> dict:
@@ -48,3 +52,17 @@ def print_summary(params: dict) -> None:
         print(f"  listening pages : {report}/prompts/<prompt id>.html, {report}/metrics.html "
               f"(one file: snakemake --report report.html --config overlay=<the overlay used>)")
     print(f"  logs            : {paths.LOGS}/, benchmarks: {paths.BENCHMARKS}/")
+    model = Path(paths.RUN) / "model.pt"
+    if model.is_file():
+        print(f"  your own prompts: {synthesize_command(params, model)}")
+        print(f"  in a browser    : {synthesize_command(params, model, verb='serve')}")
+
+
+def synthesize_command(params: dict, model: Path, verb: str = "synthesize") -> str:
+    """A `scenesynth synthesize` (or `serve`) line that runs as printed from the project folder."""
+    words = ["scenesynth", verb] + ([EXAMPLE_PROMPT] if verb == "synthesize" else []) + ["--model", str(model)]
+    if verb == "synthesize":
+        words += ["--out", SYNTHESIZED]
+    if params.get("overlay"):
+        words += ["--overlay", str(params["overlay"])]
+    return shlex.join(words)

@@ -152,10 +152,12 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
 
 
 def export_model(state: TrainState, params: dict, text_info: dict, path: Path) -> None:
-    """The artifact that `generate` loads: EMA generator (if any), discriminator, settings."""
+    """The artifact that `generate` and `synthesize` load: EMA generator (if any), discriminator, settings,
+    the text encoder (text_info) and the vocoder its front end (`audio`) was made for."""
     generator = state.generator_ema if state.generator_ema is not None else state.generator
     write_torch(path, {"generator": generator.state_dict(), "discriminator": state.discriminator.state_dict(),
                        "model": params["model"], "audio": params["audio"], "text": text_info,
+                       "vocoder": params["generate"]["vocoder"],
                        "step": state.step, "stand_ins": stand_ins(params)})
 
 
