@@ -50,6 +50,8 @@ def acquire(params: dict, out_dir: str | Path, sources: dict[str, str | Path] | 
             duration=cfg["duration"],
             seed=params["seed"],
             workers=resolve_workers(cfg["workers"]),
+            foregrounds=cfg["foregrounds"],
+            backgrounds=cfg["backgrounds"],
         )
         manifest = out_dir / "manifest.parquet"
         df["path"] = [str(out_dir / p) for p in df["path"]]

@@ -97,7 +97,8 @@ def demo_key(split: str, index: int) -> str:
     return f"demo-{split}-{index:06d}" if split == "train" else f"demo-{split}-{index:03d}"
 
 
-def dev_kinds(index: int) -> tuple[str, str]:
+def dev_kinds(index: int, foregrounds: tuple[str, ...] = FOREGROUNDS,
+              backgrounds: tuple[str, ...] = DEV_BACKGROUNDS) -> tuple[str, str]:
     """The (foreground, background) of dev clip ``index``.
 
     The foreground cycles fastest and the background shifts by one each cycle,
@@ -105,8 +106,8 @@ def dev_kinds(index: int) -> tuple[str, str]:
     each foreground once and each background twice (60 -> 10 per foreground,
     20 per background).
     """
-    fg = FOREGROUNDS[index % len(FOREGROUNDS)]
-    bg = DEV_BACKGROUNDS[(index + index // len(FOREGROUNDS)) % len(DEV_BACKGROUNDS)]
+    fg = foregrounds[index % len(foregrounds)]
+    bg = backgrounds[(index + index // len(foregrounds)) % len(backgrounds)]
     return fg, bg
 
 
@@ -164,14 +165,14 @@ def render_clip(
 
 def _make_clip(task: tuple) -> dict:
     """Synthesise and write one clip; returns its manifest row. Runs in worker processes."""
-    out_dir, split, index, seed, sample_rate, n_samples, snr_db = task
+    out_dir, split, index, seed, sample_rate, n_samples, snr_db, foregrounds, backgrounds = task
     kinds_rng, caption_rng, fg_rng, bg_rng, mix_rng = _clip_streams(seed, split, index)
     if split == "dev":
-        fg, bg = dev_kinds(index)
+        fg, bg = dev_kinds(index, foregrounds, tuple(b for b in backgrounds if b != NO_BACKGROUND))
     else:
         # Foregrounds cycle so even a small split holds every kind; backgrounds are drawn.
-        fg = FOREGROUNDS[index % len(FOREGROUNDS)]
-        bg = str(kinds_rng.choice(BACKGROUNDS))
+        fg = foregrounds[index % len(foregrounds)]
+        bg = str(kinds_rng.choice(backgrounds))
     caption = caption_for(fg, bg, caption_rng, dev=split == "dev")
     audio = render_clip(fg, bg, fg_rng, bg_rng, mix_rng, n_samples, sample_rate, snr_db)
     key = demo_key(split, index)
@@ -200,6 +201,8 @@ def synthesize_demo(
     seed: int = 0,
     foreground_snr_db: tuple[float, float] = DEFAULT_SNR_DB,
     workers: int = 1,
+    foregrounds: tuple[str, ...] | None = None,
+    backgrounds: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
     """Write the synthetic demo clips under ``out_dir/audio`` and return their manifest.
 
@@ -212,10 +215,17 @@ def synthesize_demo(
     low, high = foreground_snr_db
     if low > high:
         raise ValueError(f"foreground_snr_db must be (low, high); got {foreground_snr_db}")
+    foregrounds = tuple(foregrounds or FOREGROUNDS)
+    backgrounds = tuple(backgrounds or BACKGROUNDS)
+    unknown = sorted((set(foregrounds) - set(FOREGROUNDS)) | (set(backgrounds) - set(BACKGROUNDS)))
+    if unknown or not any(b != NO_BACKGROUND for b in backgrounds):
+        raise ValueError(f"unknown kinds {unknown} (foregrounds: {FOREGROUNDS}, backgrounds: {BACKGROUNDS}); "
+                         "dev prompts need at least one background other than 'none'")
     out_dir = Path(out_dir)
     n_samples = int(round(duration * sample_rate))
-    tasks = [(str(out_dir), "train", i, seed, sample_rate, n_samples, (low, high)) for i in range(n_train)]
-    tasks += [(str(out_dir), "dev", i, seed, sample_rate, n_samples, (low, high)) for i in range(n_dev)]
+    kinds = (foregrounds, backgrounds)
+    tasks = [(str(out_dir), "train", i, seed, sample_rate, n_samples, (low, high), *kinds) for i in range(n_train)]
+    tasks += [(str(out_dir), "dev", i, seed, sample_rate, n_samples, (low, high), *kinds) for i in range(n_dev)]
     write_text(out_dir / "README.txt", _README)
     if workers > 1 and len(tasks) > 1:
         # The platform's default start method: fork on Linux needs no __main__ guard in
