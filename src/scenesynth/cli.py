@@ -135,7 +135,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from scenesynth.evaluation.evaluate import evaluate
 
     evaluate(_params(args), generated=args.generated, manifest=args.manifest, metrics_dir=args.out,
-             run_dir=args.run, pretrained=args.pretrained, train_manifest=args.train_manifest, cache=args.cache)
+             run_dir=args.run, pretrained=args.pretrained, train_manifest=args.train_manifest, cache=args.cache,
+             model=args.model)
 
 
 def cmd_report_assets(args: argparse.Namespace) -> None:
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_cmd.add_argument("--run", default=None, help="training run folder: log the metrics to its MLflow run")
     evaluate_cmd.add_argument("--train-manifest", default=None,
                               help="acquire's manifest: the training clips of the demo's conditioning score")
+    evaluate_cmd.add_argument("--model", default=None,
+                              help="the run's model.pt: its generator's log-mels for the demo's conditioning score")
     evaluate_cmd.add_argument("--cache", default=paths.EMBEDDING_CACHE,
                               help="per-clip embedding cache (default: %(default)s)")
     synthesize_cmd = verb("synthesize", cmd_synthesize, "synthesize any prompt(s) with a trained model: "

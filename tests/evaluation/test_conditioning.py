@@ -46,8 +46,9 @@ def test_a_generator_that_follows_its_prompts_scores_near_its_ceiling_and_one_th
     follows = scenes(18, 3)[0]  # same kinds in the same order: the prompts were followed
     ignores = np.stack([fake_mel("low", "flat", np.random.default_rng(i)) for i in range(18)])
     f = mel_features
-    good = reading(f(train), train_fg, train_bg, f(follows), dev_fg, dev_bg, ceiling=f(dev))
-    bad = reading(f(train), train_fg, train_bg, f(ignores), dev_fg, dev_bg, ceiling=f(dev))
+    real = {"ceiling": f(dev), "ceiling_fg": dev_fg, "ceiling_bg": dev_bg}
+    good = reading(f(train), train_fg, train_bg, f(follows), dev_fg, dev_bg, **real)
+    bad = reading(f(train), train_fg, train_bg, f(ignores), dev_fg, dev_bg, **real)
     assert good["ceiling"] == {"fg_accuracy": 1.0, "bg_accuracy": 1.0}
     assert good["generated"]["fg_accuracy"] == 1.0 and good["generated"]["bg_accuracy"] == 1.0
     assert bad["generated"]["fg_accuracy"] == pytest.approx(1 / 3) == bad["generated"]["fg_chance"]
@@ -79,5 +80,5 @@ def test_chance_is_the_majority_rate_and_bad_input_is_refused():
         fit_reader(np.zeros((3, 2)), ["a", "a", "a"])
     with pytest.raises(ValueError, match="3 feature rows but 2 labels"):
         fit_reader(np.zeros((3, 2)), ["a", "b"])
-    with pytest.raises(ValueError, match="one generated clip per dev prompt"):
+    with pytest.raises(ValueError, match="3 generated rows but 2/2 labels"):
         reading(np.zeros((4, 2)), list("abab"), list("abab"), np.zeros((3, 2)), list("ab"), list("ab"))

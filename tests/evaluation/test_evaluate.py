@@ -46,7 +46,7 @@ def test_references_against_themselves_and_a_rerun_that_embeds_nothing(tmp_path,
     params = any_length(tiny_model["params"])
     references_as_generated(dev, params, tmp_path / "gen")
     result = evaluate(params, tmp_path / "gen", dev, tmp_path / "metrics", tiny_model["run"],
-                      train_manifest=tiny_data["raw"], cache=tmp_path / "cache")
+                      train_manifest=tiny_data["raw"], cache=tmp_path / "cache", model=tiny_model["run"] / "model.pt")
     fad = json.loads((tmp_path / "metrics/fad.json").read_text())
     assert abs(fad["fad_mean"]) < 1e-6 and result["fad"]["fad_mean"] == fad["fad_mean"]
     assert fad["stand_in"] is True and fad["comparable_to_paper"] is False
@@ -63,8 +63,12 @@ def test_references_against_themselves_and_a_rerun_that_embeds_nothing(tmp_path,
     assert (table["nearest_reference"] == table["prompt_id"]).all()
     assert set(table["predicted_foreground"]) <= set(read_manifest(dev)["foreground"])
     cond = json.loads((tmp_path / "metrics/conditioning.json").read_text())
-    assert cond["generated"]["fg_accuracy"] == cond["real_dev"]["fg_accuracy"] and "fg_predicted" not in cond["generated"]
+    assert "fg_predicted" not in cond["generated"] and cond["generated"]["n_z"] == params["evaluate"]["conditioning_z"]
+    assert set(cond["ceiling"]) >= {"fg_accuracy", "bg_accuracy"} and cond["diversity"]["ratio"] > 0
+    assert cond["audio"]["n_training_clips"] == min(params["evaluate"]["conditioning_resynth_clips"], 16)
+    assert set(cond["audio"]["ceiling"]) == {"fg_accuracy", "bg_accuracy"}
     printed = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("conditioning (mel reading, 4 z per prompt): foreground") for line in printed)
     assert printed[0].startswith("FAD (logmel_stats, NOT comparable with the paper): 0.000")
     assert printed[1] == "CLAP score: not computed (evaluate.clap_score is false: no CLAP checkpoint is used " \
                          "(the demo fetches none))"
@@ -72,7 +76,7 @@ def test_references_against_themselves_and_a_rerun_that_embeds_nothing(tmp_path,
     before = {name: (tmp_path / "metrics" / name).read_bytes() for name in ("per_prompt.csv", "clap_score.json",
                                                                            "conditioning.json")}
     again = evaluate(params, tmp_path / "gen", dev, tmp_path / "metrics2", None,
-                     train_manifest=tiny_data["raw"], cache=tmp_path / "cache")
+                     train_manifest=tiny_data["raw"], cache=tmp_path / "cache", model=tiny_model["run"] / "model.pt")
     assert again["embedded"] == 0 and again["fad"]["fad_per_seed"] == fad["fad_per_seed"]
     before["fad.json"] = (tmp_path / "metrics/fad.json").read_bytes()
     assert {name: (tmp_path / "metrics2" / name).read_bytes() for name in before} == before  # byte-identical
@@ -130,7 +134,8 @@ def test_unreadable_reference_or_training_clips_are_skipped_and_reported(tmp_pat
     (raw / "audio" / f"{dev_key}.wav").write_bytes(b"")
     (raw / "audio" / f"{train_key}.wav").write_bytes(b"junk")
     result = evaluate(params, tmp_path / "gen", tmp_path / "dev/manifest.parquet", tmp_path / "m", None,
-                      train_manifest=raw / "manifest.parquet", cache=tmp_path / "cache")
+                      train_manifest=raw / "manifest.parquet", cache=tmp_path / "cache",
+                      model=tiny_model["run"] / "model.pt")
     assert [s["key"] for s in result["fad"]["skipped_references"]] == [dev_key]
     assert result["fad"]["n_prompts"] == int((table["split"] == "dev").sum()) - 1
     assert [s["key"] for s in result["conditioning"]["skipped_training_clips"]] == [train_key]

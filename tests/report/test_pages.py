@@ -149,11 +149,11 @@ def test_metrics_page_of_the_papers_setup_says_comparable():
     fad = fad_record(embedding="panns_wavegram_logmel", stand_in=False, comparable_to_paper=True,
                      stand_ins={"data.source": "audiocaps_wavcaps"})
     cond = {"generated": {"fg_accuracy": 0.5, "fg_chance": 0.1, "bg_accuracy": 0.6, "bg_chance": 0.2},
-            "real_dev": {"fg_accuracy": 0.9, "bg_accuracy": 0.8}, "generation_seed": 0}
+            "ceiling": {"fg_accuracy": 0.9, "bg_accuracy": 0.8}, "generation_seed": 0}
     page = metrics_page(fad, cond, {})
     assert re.search(r'id="verdict">Comparable with the paper', page)
     assert "<td>panns_wavegram_logmel</td><td>no</td>" in page
-    assert '<td>foreground</td><td class="num">0.500</td><td class="num">0.100</td><td class="num">0.900</td>' in page
+    assert '<td>mel (generator)</td><td>foreground</td><td class="num">0.500</td><td class="num">0.100</td><td class="num">0.900</td>' in page
 
 
 def test_cli_reports_a_missing_metrics_file_by_name(inputs, capsys):

@@ -66,6 +66,7 @@ rule evaluate:
         reference=rules.dev_set.output.reference,
         train_manifest=rules.acquire.output.manifest,
         train=rules.train.output.metrics,
+        model=rules.train.output.model,
         pretrained=pretrained_inputs(PARAMS, "evaluate"),
     output:
         fad=f"{P.METRICS}/fad.json",
@@ -84,5 +85,5 @@ rule evaluate:
         f"{P.BENCHMARKS}/evaluate.tsv"
     shell:
         "scenesynth evaluate {params.cli} --generated {P.GENERATED} --manifest {input.manifest:q}"
-        " --train-manifest {input.train_manifest:q} --pretrained {P.PRETRAINED:q} --cache {P.EMBEDDING_CACHE:q}"
+        " --train-manifest {input.train_manifest:q} --model {input.model:q} --pretrained {P.PRETRAINED:q} --cache {P.EMBEDDING_CACHE:q}"
         " --out {P.METRICS} --run {P.RUN} > {log:q} 2>&1"

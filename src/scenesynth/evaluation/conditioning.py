@@ -89,21 +89,24 @@ def _task(reader: Pipeline, features: np.ndarray, labels) -> dict:
             "chance": majority_rate(labels), "predicted": predicted}
 
 
-def reading(train_features: np.ndarray, train_fg, train_bg, generated: np.ndarray, dev_fg, dev_bg,
-            ceiling: np.ndarray | None = None) -> dict:
-    """Foreground and background accuracy of readers trained on real clips, on the generated clips
-    (``generated``, one row per dev prompt) and, as the ceiling, on the real dev clips."""
-    if len(generated) != len(list(dev_fg)) or len(generated) != len(list(dev_bg)):
-        raise ValueError("one generated clip per dev prompt is needed")
+def reading(train_features: np.ndarray, train_fg, train_bg, generated: np.ndarray, generated_fg, generated_bg,
+            ceiling: np.ndarray | None = None, ceiling_fg=None, ceiling_bg=None) -> dict:
+    """Foreground and background accuracy of readers fitted on real clips, on the generated clips
+    (one row per generated clip and its prompt's labels) and, as the ceiling, on the real dev clips
+    (``ceiling`` with ``ceiling_fg``/``ceiling_bg``)."""
+    generated_fg, generated_bg = list(generated_fg), list(generated_bg)
+    if len(generated) != len(generated_fg) or len(generated) != len(generated_bg):
+        raise ValueError(f"{len(generated)} generated rows but {len(generated_fg)}/{len(generated_bg)} labels")
     result: dict = {"generated": {}, "ceiling": {}}
-    for task, train_labels, dev_labels in (("fg", train_fg, dev_fg), ("bg", train_bg, dev_bg)):
+    for task, train_labels, labels, real_labels in (("fg", train_fg, generated_fg, ceiling_fg),
+                                                    ("bg", train_bg, generated_bg, ceiling_bg)):
         reader = fit_reader(train_features, train_labels)
-        scored = _task(reader, generated, dev_labels)
+        scored = _task(reader, generated, labels)
         result["generated"].update({f"{task}_accuracy": scored["accuracy"], f"{task}_chance": scored["chance"],
                                     f"{task}_predicted": scored["predicted"],
                                     f"{task}_classes": [str(c) for c in reader.classes_]})
         if ceiling is not None:
-            result["ceiling"][f"{task}_accuracy"] = _task(reader, ceiling, dev_labels)["accuracy"]
+            result["ceiling"][f"{task}_accuracy"] = _task(reader, ceiling, real_labels)["accuracy"]
     return result
 
 
@@ -133,3 +136,16 @@ def diversity(train_features: np.ndarray, generated_groups: list[np.ndarray], re
     return {"generated": generated, "real": real, "ratio": generated / real if real > 0 else float("nan"),
             "definition": "mean pairwise RMS distance of standardised mel features within a prompt (generated, "
                           "several z) / within a (foreground, background) kind (real training clips)"}
+
+
+def conditioning_line(cond: dict) -> str:
+    """The conditioning score in one line: each reading beside its chance and its ceiling."""
+    g, c = cond["generated"], cond["ceiling"]
+    line = (f"conditioning (mel reading, {g['n_z']} z per prompt): foreground {g['fg_accuracy']:.3f} (chance "
+            f"{g['fg_chance']:.3f}, ceiling {c['fg_accuracy']:.3f}), background {g['bg_accuracy']:.3f} (chance "
+            f"{g['bg_chance']:.3f}, ceiling {c['bg_accuracy']:.3f}); diversity {cond['diversity']['ratio']:.2f} x real")
+    if "generated" in cond["audio"]:
+        a, ac = cond["audio"]["generated"], cond["audio"]["ceiling"]
+        line += (f"; audio reading: foreground {a['fg_accuracy']:.3f} (ceiling {ac['fg_accuracy']:.3f}), "
+                 f"background {a['bg_accuracy']:.3f} (ceiling {ac['bg_accuracy']:.3f})")
+    return line

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soxr
 
 from scenesynth import paths
-from scenesynth.audio_io import AUDIO_SUFFIXES, AudioReadError, load_mono
-from scenesynth.data.manifest import LABEL_COLUMNS, read_dev_prompts, read_manifest
+from scenesynth.audio_io import AUDIO_SUFFIXES
+from scenesynth.data.manifest import read_dev_prompts
 from scenesynth.evaluation.clap_score import clap_score, not_computed
 from scenesynth.evaluation.clip_prep import ClipRecipe, prepare_clip
-from scenesynth.evaluation.conditioning import conditioning_features, score_features
+from scenesynth.evaluation.conditioning import conditioning_line
+from scenesynth.evaluation.conditioning_score import conditioning_metrics
 from scenesynth.evaluation.embedding_cache import EmbeddingCache
 from scenesynth.evaluation.embeddings import get_embedding
 from scenesynth.evaluation.headline import HEADLINE_FILE, write_headline
@@ -40,7 +40,6 @@ from scenesynth.utils.device import inference_device
 log = logging.getLogger(__name__)
 PAPER_EMBEDDING = "panns_wavegram_logmel"
 PAPER_CLIP_SECONDS = 4.0
-MAX_CLASSIFIER_CLIPS = 600
 SCORER_VERSION = 1  # bump when the clip preparation changes: cached embeddings are then recomputed
 _SEED_FOLDER = re.compile(r"^seed(\d+)$")
 
@@ -91,58 +90,6 @@ def fad_metrics(params: dict, dev: pd.DataFrame, reference: Reference, generated
     }
 
 
-def _load_at(paths_: list[str], rate: int) -> list[np.ndarray]:
-    waves = []
-    for path in paths_:
-        wave, source_rate = load_mono(path)
-        waves.append(wave if source_rate == rate else soxr.resample(wave, source_rate, rate, quality="HQ"))
-    return waves
-
-
-def load_readable(table: pd.DataFrame, rate: int) -> tuple[pd.DataFrame, list[np.ndarray], list[dict]]:
-    """Load each row's audio at ``rate``, once; unreadable rows are left out and reported (as the
-    resample stage does). Returns (kept rows, their waves, skipped rows with reasons)."""
-    keep, waves, skipped = [], [], []
-    for i, path in enumerate(table["path"]):
-        try:
-            waves.append(_load_at([path], rate)[0])
-            keep.append(i)
-        except AudioReadError as err:
-            skipped.append({"key": table["key"].iloc[i], "path": path, "reason": str(err)})
-            log.warning("%s: skipped (%s)", path, err)
-    return table.iloc[keep].reset_index(drop=True), waves, skipped
-
-
-def conditioning_metrics(params: dict, train_manifest: str | Path | None, dev: pd.DataFrame,
-                         first_seed: dict[str, Path]) -> tuple[dict | None, dict | None]:
-    """Foreground/background accuracy of a classifier trained on real clips, on the generated clips;
-    and each generated clip's predicted labels. (None, None) without labels."""
-    if train_manifest is None:
-        log.info("no training manifest given: conditioning score skipped")
-        return None, None
-    manifest = read_manifest(train_manifest)
-    if not all(c in manifest and c in dev for c in LABEL_COLUMNS) or manifest["foreground"].isna().any():
-        log.info("no foreground/background labels in the manifest: conditioning score skipped")
-        return None, None
-    rate = params["generate"]["sample_rate"]
-    train, train_waves, skipped = load_readable(manifest[manifest["split"] == "train"].sort_values("key"), rate)
-    if len(train) > MAX_CLASSIFIER_CLIPS:
-        train = train.sample(MAX_CLASSIFIER_CLIPS, random_state=params["seed"]).sort_values("key")
-        train_waves = [train_waves[i] for i in train.index]
-    real_dev, references, _ = load_readable(dev, rate)
-    train_features = conditioning_features(train_waves, rate)
-    labels = (list(train["foreground"]), list(train["background"]))
-    generated = score_features(train_features, *labels,
-                               conditioning_features(_load_at([str(first_seed[k]) for k in dev["key"]], rate), rate),
-                               list(dev["foreground"]), list(dev["background"]), seed=params["seed"])
-    real = score_features(train_features, *labels, conditioning_features(references, rate),
-                          list(real_dev["foreground"]), list(real_dev["background"]), seed=params["seed"])
-    predicted = {key: {"foreground": fg, "background": bg}
-                 for key, fg, bg in zip(dev["key"], generated.pop("fg_predicted"), generated.pop("bg_predicted"))}
-    return ({"generated": generated, "real_dev": {k: real[k] for k in ("fg_accuracy", "bg_accuracy")},
-             "skipped_training_clips": skipped}, predicted)
-
-
 def _comparable(params: dict, embedding, reference: Reference) -> bool:
     """The paper's number needs the paper's embedding at full width, the published reference, 4 s clips."""
     return (embedding.name == PAPER_EMBEDDING and getattr(embedding, "width_divisor", 1) == 1
@@ -159,9 +106,7 @@ def metric_lines(fad: dict, clap: dict, conditioning: dict, per_prompt: Path, ta
     lines.append(f"CLAP score ({clap['model']}): {clap['clap_score_mean']:.4f} +- {clap['clap_score_std']:.4f}"
                  if clap["computed"] else f"CLAP score: not computed ({clap['reason']})")
     if "generated" in conditioning:
-        g = conditioning["generated"]
-        lines.append(f"conditioning: foreground accuracy {g['fg_accuracy']:.3f} (chance {g['fg_chance']:.3f}), "
-                     f"background {g['bg_accuracy']:.3f} (chance {g['bg_chance']:.3f})")
+        lines.append(conditioning_line(conditioning))
     worst = table.iloc[0]
     lines.append(f"per-prompt scores: {per_prompt} (worst first; worst: {worst['prompt_id']} {worst['caption']!r})")
     return lines
@@ -169,7 +114,8 @@ def metric_lines(fad: dict, clap: dict, conditioning: dict, per_prompt: Path, ta
 
 def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
              run_dir: str | Path | None = None, pretrained: str | Path = paths.PRETRAINED,
-             train_manifest: str | Path | None = None, cache: str | Path = paths.EMBEDDING_CACHE) -> dict:
+             train_manifest: str | Path | None = None, cache: str | Path = paths.EMBEDDING_CACHE,
+             model: str | Path | None = None) -> dict:
     """Write metrics/fad.json, clap_score.json, per_prompt.csv and conditioning.json; print one line per
     metric; log them to the training's MLflow run when ``run_dir`` is given."""
     generated, metrics_dir, cfg = Path(generated), Path(metrics_dir), params["evaluate"]
@@ -203,7 +149,8 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
     clap, clap_per_seed = (clap_score(pretrained, inference_device(params), sets, captions) if cfg["clap_score"]
                            else (not_computed("evaluate.clap_score is false: no CLAP checkpoint is used (the demo "
                                               "fetches none)"), None))
-    cond, predicted = (conditioning_metrics(params, train_manifest, scored, next(iter(sets.values())))
+    cond, predicted = (conditioning_metrics(params, train_manifest, scored, next(iter(sets.values())), model,
+                                            pretrained)
                        if cfg["conditioning"] else (None, None))
     if cond is not None:
         cond["generation_seed"] = next(iter(sets))
@@ -223,7 +170,14 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
         g = cond["generated"]
         flat.update({"cond_fg_accuracy": g["fg_accuracy"], "cond_fg_chance": g["fg_chance"],
                      "cond_bg_accuracy": g["bg_accuracy"], "cond_bg_chance": g["bg_chance"],
-                     "cond_real_fg_accuracy": cond["real_dev"]["fg_accuracy"]})
+                     "cond_fg_ceiling": cond["ceiling"]["fg_accuracy"],
+                     "cond_bg_ceiling": cond["ceiling"]["bg_accuracy"], "cond_diversity": cond["diversity"]["ratio"]})
+        if "generated" in cond["audio"]:
+            a = cond["audio"]
+            flat.update({"cond_audio_fg_accuracy": a["generated"]["fg_accuracy"],
+                         "cond_audio_bg_accuracy": a["generated"]["bg_accuracy"],
+                         "cond_audio_fg_ceiling": a["ceiling"]["fg_accuracy"],
+                         "cond_audio_bg_ceiling": a["ceiling"]["bg_accuracy"]})
     if run_dir is not None:
         log_to_run(params, run_dir, flat, [metrics_dir / name for name in
                                            ("fad.json", "clap_score.json", "per_prompt.csv", "conditioning.json",

@@ -228,16 +228,24 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | N
                  for c, v in sorted(categories.items())]
         body.append("</table>")
     body += _clap_section(clap)
-    body.append("<h2>Conditioning (a classifier trained on real clips, applied to generated ones)</h2>")
+    body.append("<h2>Conditioning: does each clip hold the sounds its prompt asks for?</h2>")
     if "generated" in conditioning:
-        g, real = conditioning["generated"], conditioning.get("real_dev", {})
-        body.append("<table id=\"conditioning\">\n<tr><th>label</th><th>generated accuracy</th><th>chance</th>"
-                    "<th>real dev clips</th></tr>")
-        for name, label in (("fg", "foreground"), ("bg", "background")):
-            body.append(f'<tr><td>{label}</td><td class="num">{_num(g.get(f"{name}_accuracy"))}</td>'
-                        f'<td class="num">{_num(g.get(f"{name}_chance"))}</td>'
-                        f'<td class="num">{_num(real.get(f"{name}_accuracy"))}</td></tr>')
-        body.append(f"</table>\n<p class=\"note\">Generation seed {_e(conditioning.get('generation_seed'))}.</p>")
+        body.append("<table id=\"conditioning\">\n<tr><th>reading</th><th>label</th><th>generated accuracy</th>"
+                    "<th>chance</th><th>ceiling (real dev clips)</th></tr>")
+        readings = [("mel (generator)", conditioning)]
+        if "generated" in conditioning.get("audio", {}):
+            readings.append(("audio (after the vocoder)", conditioning["audio"]))
+        for reading_name, part in readings:
+            g, ceiling = part["generated"], part.get("ceiling", {})
+            for name, label in (("fg", "foreground"), ("bg", "background")):
+                body.append(f'<tr><td>{_e(reading_name)}</td><td>{label}</td>'
+                            f'<td class="num">{_num(g.get(f"{name}_accuracy"))}</td>'
+                            f'<td class="num">{_num(g.get(f"{name}_chance"))}</td>'
+                            f'<td class="num">{_num(ceiling.get(f"{name}_accuracy"))}</td></tr>')
+        spread = conditioning.get("diversity", {})
+        body.append(f"</table>\n<p class=\"note\">{_e(conditioning.get('reading'))}. Diversity (spread over z for one "
+                    f"prompt / spread of real clips of one kind): {_num(spread.get('ratio'))}; near 0 is mode "
+                    f"collapse. Generation seed {_e(conditioning.get('generation_seed'))}.</p>")
     else:
         body.append(f"<p>Skipped: {_e(conditioning.get('skipped', 'no result'))}</p>")
     body.append("<h2>What ran (real parts and offline stand-ins)</h2>\n<table id=\"stand-ins\">")

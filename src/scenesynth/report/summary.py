@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from scenesynth import paths
+from scenesynth.evaluation.conditioning import conditioning_line
 from scenesynth.data.report import REPORT_NAME, headline, read_data_report
 
 EXAMPLE_PROMPT = "a siren wailing with traffic in the background"  # words the demo's captions use
@@ -37,10 +38,7 @@ def print_summary(params: dict) -> None:
         print(f"  CLAP score      : {clap['clap_score_mean']:.4f} +- {clap['clap_score_std']:.4f}" if clap.get("computed")
               else f"  CLAP score      : not computed ({clap.get('reason')})")
     if cond.get("generated"):
-        g = cond["generated"]
-        print(f"  conditioning    : foreground accuracy {g['fg_accuracy']:.3f} (chance {g['fg_chance']:.3f}), "
-              f"background {g['bg_accuracy']:.3f} (chance {g['bg_chance']:.3f}); "
-              f"real dev clips: {cond['real_dev']['fg_accuracy']:.3f}")
+        print(f"  {conditioning_line(cond)}")
     timing = _read(Path(paths.RUN) / paths.TIMING_FILE)
     if train:
         speed = f", {timing['seconds_per_step']:.2f} s/step" if timing else ""

@@ -28,7 +28,7 @@ from scenesynth.text.batch import TextBatch
 from scenesynth.text.caption_rules import SETTINGS as CAPTION_SETTINGS
 from scenesynth.text.caption_rules import caption_text, word_mask
 from scenesynth.text.clap import ClapTextEncoder
-from scenesynth.text.hash_encoder import HashTextEncoder
+from scenesynth.text.hash_encoder import ContentHashTextEncoder, HashTextEncoder
 from scenesynth.utils.atomic import atomic_path, write_json
 
 CAPTIONS_FILE = "captions.parquet"
@@ -41,10 +41,11 @@ VOCAB_TABLE, PER_CAPTION = "vocab_table", "per_caption"
 
 def make_encoder(text_cfg: dict, seed: int, pretrained_dir: str | Path | None = None, device: str = "cpu"):
     """Return the text encoder that params choose (never silently another one)."""
-    if text_cfg["encoder"] == "hash":
-        return HashTextEncoder(text_cfg["sentence_dim"], text_cfg["word_dim"], text_cfg["max_tokens"], seed)
+    if text_cfg["encoder"] in ("hash", "hash_content"):
+        stand_in = HashTextEncoder if text_cfg["encoder"] == "hash" else ContentHashTextEncoder
+        return stand_in(text_cfg["sentence_dim"], text_cfg["word_dim"], text_cfg["max_tokens"], seed)
     if text_cfg["encoder"] != "clap":
-        raise ValueError(f"text.encoder {text_cfg['encoder']!r} is not one of clap, hash")
+        raise ValueError(f"text.encoder {text_cfg['encoder']!r} is not one of clap, hash, hash_content")
     folder = Path(pretrained_dir) if pretrained_dir is not None else DEFAULT_CLAP_TEXT_DIR
     missing = missing_model_files(folder) if folder.is_dir() else ["the whole folder"]
     if missing:

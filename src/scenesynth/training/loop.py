@@ -207,6 +207,8 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     device = ctx.device
+    if device.type == "cpu" and train_cfg["cpu_threads"]:
+        torch.set_num_threads(train_cfg["cpu_threads"])
     cache = TextCache(text)
     state = build_state(params, cache.info, device, several_ranks=ctx.active)
     checkpoint = run_dir / "checkpoints" / "last.pt"

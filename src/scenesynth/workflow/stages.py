@@ -53,7 +53,7 @@ STAGES: dict[str, Stage] = {
     "train": Stage("train", "scenesynth.training.loop", ("audio", "model", "loss", "seed", "train"),
                    ignored=tuple(f"train.{key}" for key in TRAIN_PROCESS_KEYS)),
     "generate": Stage("generate", "scenesynth.inference.generate", ("generate", "pretrained")),
-    "evaluate": Stage("evaluate", "scenesynth.evaluation.evaluate", ("evaluate", "generate", "pretrained")),
+    "evaluate": Stage("evaluate", "scenesynth.evaluation.evaluate", ("evaluate", "generate", "pretrained", "audio")),
     "report_assets": Stage("report-assets", "scenesynth.report.pages", ("audio", "generate", "evaluate")),
 }
 

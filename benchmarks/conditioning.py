@@ -1,0 +1,165 @@
+"""Does the paper's objective make the generator follow its prompt better than hinge loss alone?
+
+Trains the demo model (config/demo.yaml, or any overlay) once per variant and training seed, on
+one shared build of the demo data, and scores each model the way `scenesynth evaluate` does:
+foreground and background accuracy of the mel reading (readers fitted on real training clips,
+applied to the generator's log-mels, `evaluate.conditioning_z` noise vectors per dev prompt),
+its diversity ratio, and the stand-in FAD of the generate stage's clips (logmel_stats, one
+candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
+
+  full         the paper's objective: hinge + SC + F2R + G2S + L2W, TF-SCA attention
+  hinge_only   hinge loss alone (every contrastive weight 0)
+  no_sc, no_f2r, no_g2s, no_l2w   one contrastive loss left out
+  no_attention no attention stage in G or D (the contrastive losses kept)
+
+    python benchmarks/conditioning.py                          # all variants x 3 seeds, demo size
+    python benchmarks/conditioning.py --variants full,hinge_only --seeds 1234 --steps 200 --json
+    python benchmarks/conditioning.py --overlay config/separable.yaml --processes 2
+
+Each run trains on one thread; --processes runs that many at once (2 on a 2-core machine). The
+table gives mean +- std over seeds; --json prints one object per run (variant, seed, fg_accuracy,
+bg_accuracy, fad, diversity, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONTRASTIVE = ("sc", "f2r", "g2s", "l2w")
+VARIANTS = {
+    "full": {},
+    "hinge_only": {"loss": {name: 0.0 for name in CONTRASTIVE}},
+    **{f"no_{name}": {"loss": {name: 0.0}} for name in CONTRASTIVE},
+    "no_attention": {"model": {"g_attention": [None], "d_attention": [None]}},
+}
+
+
+def with_variant(params: dict, variant: str, seed: int, steps: int | None) -> dict:
+    out = copy.deepcopy(params)
+    for section, values in VARIANTS[variant].items():
+        out[section].update(values)
+    out["seed"] = seed
+    out["train"].update(cpu_threads=1, checkpoint_every=10**9, sample_every=10**9)
+    if steps is not None:
+        out["train"]["steps"] = steps
+    out["generate"].update(n_candidates=1, seeds=[0])
+    out["evaluate"].update(conditioning=False)  # the mel reading below is the score; no audio reading
+    return out
+
+
+def build_data(params: dict, root: Path) -> dict:
+    """acquire -> resample -> mel shards -> dev set, once for every run."""
+    from scenesynth.data.acquire import acquire
+    from scenesynth.data.dev_set import build_dev_set
+    from scenesynth.data.resample import resample_manifest
+    from scenesynth.features.mel_shards import build_mel_shards
+
+    raw = acquire(params, root / "raw")
+    resample_manifest(params, raw, root / "audio48k")
+    build_mel_shards(params, root / "audio48k" / "manifest.parquet", root / "mels")
+    build_dev_set(params, root / "dev", raw_manifest=raw)
+    return {"raw": raw, "mels": root / "mels", "dev": root / "dev" / "manifest.parquet"}
+
+
+def one_run(job: tuple) -> dict:
+    """Train, generate and score one (variant, seed); runs in its own process, on one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    from scenesynth.data.manifest import read_dev_prompts, read_manifest
+    from scenesynth.evaluation.conditioning_score import load_real_clips, mel_reading
+    from scenesynth.evaluation.evaluate import evaluate
+    from scenesynth.inference.generate import generate_dev_set
+    from scenesynth.text.cache import build_text_cache
+    from scenesynth.training import loop
+
+    params, variant, seed, data, root = job
+    run = root / f"{variant}-{seed}"
+    run.mkdir(parents=True, exist_ok=True)
+    params = {**params, "mlflow": {**params["mlflow"], "tracking_uri": f"sqlite:///{run / 'mlflow.db'}"}}
+    manifest = read_manifest(data["raw"])
+    train = manifest[manifest["split"] == "train"]
+    started = time.perf_counter()
+    build_text_cache(params, list(train["caption"]), run / "text")
+    loop.train(params, data["mels"], run / "text", run / "train", run / "train.json")
+    trained = time.perf_counter()
+    model = run / "train" / "model.pt"
+    generate_dev_set(params, model, data["dev"], run / "generated", pretrained=root / "no_pretrained")
+    fad = evaluate(params, run / "generated", data["dev"], run / "metrics", pretrained=root / "no_pretrained",
+                   cache=run / "embeddings")["fad"]
+    dev = read_dev_prompts(data["dev"])
+    reading = mel_reading(params, load_real_clips(params, train, dev), dev, model, root / "no_pretrained")
+    g = reading["generated"]
+    return {"variant": variant, "seed": seed, "fg_accuracy": g["fg_accuracy"], "bg_accuracy": g["bg_accuracy"],
+            "fg_chance": g["fg_chance"], "bg_chance": g["bg_chance"], "fg_ceiling": reading["ceiling"]["fg_accuracy"],
+            "bg_ceiling": reading["ceiling"]["bg_accuracy"], "diversity": reading["diversity"]["ratio"],
+            "fad": fad["fad_mean"], "steps": params["train"]["steps"],
+            "train_seconds": round(trained - started, 1), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.3f} +- {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| variant | runs | foreground | background | diversity | stand-in FAD | s/run |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for variant in VARIANTS:
+        mine = [r for r in rows if r["variant"] == variant]
+        if not mine:
+            continue
+        lines.append(f"| {variant} | {len(mine)} | {mean_std([r['fg_accuracy'] for r in mine])} | "
+                     f"{mean_std([r['bg_accuracy'] for r in mine])} | {mean_std([r['diversity'] for r in mine])} | "
+                     f"{mean_std([r['fad'] for r in mine])} | {statistics.mean(r['seconds'] for r in mine):.0f} |")
+    first = rows[0]
+    lines.append(f"\nchance {first['fg_chance']:.3f} / {first['bg_chance']:.3f}, ceiling (real dev clips) "
+                 f"{first['fg_ceiling']:.3f} / {first['bg_ceiling']:.3f}; {first['steps']} steps per run")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--overlay", default=str(REPO / "config" / "demo.yaml"))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated; default: all")
+    parser.add_argument("--seeds", default="1234,1,2", help="training seeds (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=None, help="default: the overlay's train.steps")
+    parser.add_argument("--processes", type=int, default=1, help="runs at once, one thread each")
+    parser.add_argument("--workdir", default=None, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--json", action="store_true", help="print the runs as a JSON list")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO / "src"))
+    from scenesynth.config import load_params
+
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    base = load_params(REPO / "params.yaml", args.overlay)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.workdir or tmp)
+        data = build_data(base, root / "data")
+        jobs = [(with_variant(base, v, int(s), args.steps), v, int(s), data, root)
+                for v in variants for s in args.seeds.split(",")]
+        with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+            rows = []
+            for row in pool.imap_unordered(one_run, jobs):
+                rows.append(row)
+                print(f"{row['variant']} seed {row['seed']}: fg {row['fg_accuracy']:.3f} bg {row['bg_accuracy']:.3f} "
+                      f"div {row['diversity']:.2f} fad {row['fad']:.1f} ({row['seconds']:.0f} s)", file=sys.stderr,
+                      flush=True)
+    rows.sort(key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))
+    print(json.dumps(rows, indent=1) if args.json else table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""The demo's conditioning score, end to end: which clips each reading sees, and its ceiling.
+
+conditioning.py holds the readers (features, classifier, diversity); this module feeds them.
+
+- mel reading (the headline, ``generated`` / ``ceiling``): readers fitted on the real training
+  clips' log-mels (the shards' front end, ``clip_to_mel``); applied to the generator's own log-mels,
+  ``evaluate.conditioning_z`` noise vectors per dev prompt (the model file's EMA generator, noise
+  from ``seed``), before any vocoder, so the score measures the generator alone. Ceiling: the real
+  dev clips' log-mels.
+- audio reading (``audio``): readers fitted on ``conditioning_resynth_clips`` training clips sent
+  through front end -> Griffin-Lim -> front end, applied to the generate stage's clips (first seed)
+  through the same front end. Ceiling: the real dev clips resynthesised alike. This one sees what
+  a listener hears, vocoder included, without reading the vocoder's artifacts as classes.
+- diversity: the generator's spread over z for one prompt against real clips of one kind.
+
+Only frames that hold audio are read (``true_frames``), so zero padding is never a feature.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soxr
+import torch
+
+from scenesynth.audio_io import AudioReadError, load_mono
+from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest
+from scenesynth.evaluation.conditioning import diversity, mel_features, reading
+from scenesynth.features.mel import MelFrontEnd
+from scenesynth.inference.griffin_lim import griffin_lim
+from scenesynth.inference.protocol import load_model
+from scenesynth.text.prompts import PromptEncoder
+
+log = logging.getLogger(__name__)
+
+MAX_CLASSIFIER_CLIPS = 600  # per task; the demo has 480 training clips
+NOISE_STREAM = 7_919  # the score's noise is its own, apart from generate's candidates
+
+
+def load_at(path: str | Path, rate: int) -> np.ndarray:
+    wave, source_rate = load_mono(path)
+    return wave if source_rate == rate else soxr.resample(wave, source_rate, rate, quality="HQ")
+
+
+def real_mels(table: pd.DataFrame, front_end: MelFrontEnd) -> tuple[pd.DataFrame, list[np.ndarray], list[dict]]:
+    """Each row's audio through the front end, cut to its true frames; unreadable rows are left out
+    and reported (as the resample stage does). Returns (kept rows, their log-mels, skipped)."""
+    rate = front_end.settings.sample_rate
+    keep, mels, skipped = [], [], []
+    for i, path in enumerate(table["path"]):
+        try:
+            mel, frames = front_end.clip_to_mel(load_at(path, rate))
+        except (AudioReadError, ValueError) as err:
+            skipped.append({"key": table["key"].iloc[i], "path": path, "reason": str(err)})
+            log.warning("%s: skipped (%s)", path, err)
+            continue
+        keep.append(i)
+        mels.append(mel[:, : max(frames, 2)].astype(np.float32))
+    return table.iloc[keep].reset_index(drop=True), mels, skipped
+
+
+def resynthesised(mels: list[np.ndarray], front_end: MelFrontEnd, iters: int) -> list[np.ndarray]:
+    """log-mel -> Griffin-Lim -> front end again: what a clip looks like after the demo's vocoder."""
+    out = []
+    for i, mel in enumerate(mels):
+        wave = griffin_lim(mel, front_end, n_iter=iters, seed=i)
+        again, frames = front_end.clip_to_mel(wave)
+        out.append(again[:, : max(min(frames, mel.shape[1]), 2)].astype(np.float32))
+    return out
+
+
+@torch.no_grad()
+def generator_mels(model_path: str | Path, captions: list[str], n_z: int, seed: int,
+                   pretrained: str | Path) -> np.ndarray:
+    """[P, Z, n_mels, n_frames]: the model's log-mels for each caption and ``n_z`` noise vectors."""
+    generator, _, saved = load_model(model_path, torch.device("cpu"))
+    prompts = PromptEncoder(saved["text"], Path(pretrained) / "clap_text", "cpu")
+    noise = torch.Generator().manual_seed(seed * 1_000_003 + NOISE_STREAM)
+    z = torch.randn(len(captions), n_z, saved["model"]["z_dim"], generator=noise)
+    rows = []
+    for caption, z_caption in zip(captions, z):
+        rows.append(generator(z_caption, prompts.batch([caption] * n_z))[:, 0].float().numpy())
+    return np.stack(rows)
+
+
+def _labels(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    return [str(v) for v in table["foreground"]], [str(v) for v in table["background"]]
+
+
+@dataclass
+class RealClips:
+    """The real clips both readings are fitted and bounded on, as log-mels cut to their true frames."""
+
+    train: pd.DataFrame
+    train_mels: list[np.ndarray]
+    dev: pd.DataFrame  # the dev rows whose audio could be read (the ceiling's clips)
+    dev_mels: list[np.ndarray]
+    skipped: list[dict]
+
+
+def load_real_clips(params: dict, train: pd.DataFrame, dev: pd.DataFrame) -> RealClips:
+    """Training rows (at most MAX_CLASSIFIER_CLIPS, drawn with ``seed``) and dev rows through the front end."""
+    front_end = MelFrontEnd.from_params(params["audio"])
+    train = train.sort_values("key")
+    if len(train) > MAX_CLASSIFIER_CLIPS:
+        train = train.sample(MAX_CLASSIFIER_CLIPS, random_state=params["seed"]).sort_values("key")
+    train, train_mels, skipped = real_mels(train.reset_index(drop=True), front_end)
+    real_dev, dev_mels, _ = real_mels(dev, front_end)
+    return RealClips(train, train_mels, real_dev, dev_mels, skipped)
+
+
+def mel_reading(params: dict, real: RealClips, dev: pd.DataFrame, model_path: str | Path,
+                pretrained: str | Path) -> dict:
+    """The headline reading of a model file: ``generated`` (with per-clip ``fg/bg_predicted``, prompt
+    by prompt, ``n_z`` each), ``ceiling`` and ``diversity``."""
+    n_z = params["evaluate"]["conditioning_z"]
+    train_x, (train_fg, train_bg) = mel_features(real.train_mels), _labels(real.train)
+    dev_fg, dev_bg = _labels(dev)
+    ceiling_fg, ceiling_bg = _labels(real.dev)
+    generated = generator_mels(model_path, list(dev["caption"]), n_z, params["seed"], pretrained)
+    gen_x = mel_features(generated.reshape(-1, *generated.shape[2:]))
+    out = reading(train_x, train_fg, train_bg, gen_x, np.repeat(dev_fg, n_z), np.repeat(dev_bg, n_z),
+                  ceiling=mel_features(real.dev_mels), ceiling_fg=ceiling_fg, ceiling_bg=ceiling_bg)
+    kinds = real.train.groupby(["foreground", "background"]).indices.values()
+    out["diversity"] = diversity(train_x, [gen_x[i * n_z:(i + 1) * n_z] for i in range(len(dev))],
+                                 [train_x[list(rows)] for rows in kinds])
+    out["generated"].update(n_prompts=len(dev), n_z=n_z)
+    return out
+
+
+def conditioning_metrics(params: dict, train_manifest: str | Path | None, dev: pd.DataFrame,
+                         first_seed: dict[str, Path], model_path: str | Path | None,
+                         pretrained: str | Path) -> tuple[dict | None, dict | None]:
+    """(conditioning.json, each dev prompt's predicted labels), or (None, None) without labels."""
+    if train_manifest is None or model_path is None:
+        log.info("no training manifest or model given: conditioning score skipped")
+        return None, None
+    manifest = read_manifest(train_manifest)
+    if not all(c in manifest and c in dev for c in LABEL_COLUMNS) or manifest["foreground"].isna().any():
+        log.info("no foreground/background labels in the manifest: conditioning score skipped")
+        return None, None
+    real = load_real_clips(params, manifest[manifest["split"] == "train"], dev)
+    mel = mel_reading(params, real, dev, model_path, pretrained)
+    n_z = mel["generated"]["n_z"]
+    per_z = {task: mel["generated"].pop(f"{task}_predicted") for task in ("fg", "bg")}
+    predicted = {key: {"foreground": per_z["fg"][i * n_z], "background": per_z["bg"][i * n_z]}
+                 for i, key in enumerate(dev["key"])}
+    result = {
+        "reading": "mel: log-mels of the generator (the model file's weights, no vocoder) against readers fitted "
+                   "on the real training clips' log-mels; chance = the dev labels' majority rate",
+        "generated": mel["generated"],
+        "ceiling": {**mel["ceiling"], "what": "the same readers on the real dev clips' log-mels"},
+        "audio": audio_reading(params, real, dev, first_seed),
+        "diversity": mel["diversity"],
+        "n_training_clips": len(real.train), "skipped_training_clips": real.skipped,
+    }
+    return result, predicted
+
+
+def audio_reading(params: dict, real: RealClips, dev: pd.DataFrame, first_seed: dict[str, Path]) -> dict:
+    """The generate stage's clips, read by readers fitted on resynthesised training clips."""
+    if params["generate"]["vocoder"] != "griffin_lim":
+        return {"skipped": "the audio reading resynthesises with Griffin-Lim; this run used "
+                           f"{params['generate']['vocoder']}"}
+    front_end = MelFrontEnd.from_params(params["audio"])
+    iters = params["generate"]["griffin_lim_iters"]
+    n = min(params["evaluate"]["conditioning_resynth_clips"], len(real.train_mels))
+    pick = np.sort(np.random.default_rng(params["seed"]).choice(len(real.train_mels), size=n, replace=False))
+    train_fg, train_bg = _labels(real.train.iloc[pick])
+    train_x = mel_features(resynthesised([real.train_mels[i] for i in pick], front_end, iters))
+    clips = pd.DataFrame({"key": list(dev["key"]), "path": [str(first_seed[k]) for k in dev["key"]]})
+    _, clip_mels, unreadable = real_mels(clips, front_end)
+    if unreadable:
+        raise AudioReadError(f"{unreadable[0]['path']}: generated clip unreadable ({unreadable[0]['reason']})")
+    (dev_fg, dev_bg), (ceiling_fg, ceiling_bg) = _labels(dev), _labels(real.dev)
+    out = reading(train_x, train_fg, train_bg, mel_features(clip_mels), dev_fg, dev_bg,
+                  ceiling=mel_features(resynthesised(real.dev_mels, front_end, iters)),
+                  ceiling_fg=ceiling_fg, ceiling_bg=ceiling_bg)
+    for task in ("fg", "bg"):
+        out["generated"].pop(f"{task}_predicted")
+    return {"generated": out["generated"], "ceiling": out["ceiling"], "n_training_clips": int(n),
+            "griffin_lim_iters": iters,
+            "what": "the generate stage's clips (first seed) through the front end, against readers fitted on "
+                    "training clips resynthesised by front end + Griffin-Lim; ceiling: the real dev clips alike"}
