@@ -48,7 +48,7 @@ def with_variant(params: dict, variant: str, seed: int, steps: int | None) -> di
     for section, values in VARIANTS[variant].items():
         out[section].update(values)
     out["seed"] = seed
-    out["train"].update(cpu_threads=1, checkpoint_every=10**9, sample_every=10**9)
+    out["train"]["cpu_threads"] = 1  # checkpoint_every stays: each checkpoint starts a fresh batch stream
     if steps is not None:
         out["train"]["steps"] = steps
     out["generate"].update(n_candidates=1, seeds=[0])

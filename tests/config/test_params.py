@@ -20,10 +20,10 @@ def params_copy(tmp_path) -> Path:
     return write(tmp_path / "params.yaml", yaml.safe_load((REPO / "params.yaml").read_text()))
 
 
-@pytest.mark.parametrize("overlay", [None, "config/demo.yaml", "config/tiny.yaml"])
+@pytest.mark.parametrize("overlay", [None, "config/demo.yaml", "config/tiny.yaml", "config/separable.yaml"])
 def test_shipped_params_and_overlays_are_valid(overlay):
     params = load_params(REPO / "params.yaml", REPO / overlay if overlay else None)
-    assert params["audio"]["hop_length"] == 480
+    assert params["audio"]["hop_length"] == (480 if overlay in (None, "config/tiny.yaml") else 1920)
     if overlay:
         assert params["data"]["source"] == "demo"
         assert params["overlay"] == str(REPO / overlay)

@@ -178,6 +178,11 @@ def _clap_section(clap: dict | None) -> list[str]:
             f"over {_e(clap['n_seeds'])} seeds: {_e(clap['definition'])}.</p>"]
 
 
+def _seeds(n) -> str:
+    """'mean &plusmn; std over 3 seeds', or 'one seed: no spread' (a std over one seed is not zero spread)."""
+    return "one generation seed: no spread measured" if n == 1 else f"mean &plusmn; std over {_e(n)} seeds"
+
+
 def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | None = None,
                  per_prompt: pd.DataFrame | None = None) -> str:
     """FAD (mean and std over seeds, per category) beside the paper's and the baseline's, honestly labelled;
@@ -206,7 +211,7 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | N
         f'<p class="{"note" if comparable else "warn"}" id="verdict">{_e(verdict)}</p>',
         "<h2>FAD on the dev set (lower is better)</h2>",
         "<table id=\"fad\">\n<tr><th>system</th><th>FAD</th><th>embedding</th><th>stand-in</th></tr>",
-        f"<tr><td>this run ({_e(fad['n_prompts'])} prompts, mean &plusmn; std over {_e(fad['n_seeds'])} seeds)</td>"
+        f"<tr><td>this run ({_e(fad['n_prompts'])} prompts, {_seeds(fad['n_seeds'])})</td>"
         f'<td class="num">{ours}</td><td>{_e(embedding)}</td><td>{"yes" if fad.get("stand_in") else "no"}</td></tr>',
         f'<tr><td>paper (KT Corporation)</td><td class="num">{_num(fad["paper_fad"])}</td>'
         "<td>panns_wavegram_logmel</td><td>no</td></tr>",

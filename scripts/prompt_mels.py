@@ -2,7 +2,7 @@
 
 Run after `make demo` (or any run with labelled dev prompts) in the project folder:
 
-    python benchmarks/prompt_mels.py --overlay config/demo.yaml --out docs/figures/demo_prompts.png
+    python scripts/prompt_mels.py --overlay config/demo.yaml --out docs/figures/demo_prompts.png
 
 One prompt per foreground kind (the first four kinds, in the dev set's order); each row shows the
 generator's log-mel for two noise vectors (the model file's weights, before any vocoder) and the
