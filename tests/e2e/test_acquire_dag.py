@@ -21,7 +21,7 @@ def test_default_params_plan_the_real_acquisition_jobs(tmp_path):
     for rule in ("fetch_audiocaps_csv", "fetch_audiocaps_audio", "fetch_wavcaps", "fetch_dcase_dev", "dev_set", "acquire",
                  "resample", "mel", "text", "train", "generate", "evaluate"):
         assert f"rule {rule}:" in jobs, rule
-    assert "scenesynth fetch-wavcaps" in jobs and "--audiocaps data/raw/audiocaps/manifest.parquet" in jobs
+    assert "scenesynth fetch-wavcaps" in jobs and "--audiocaps data/downloads/audiocaps/manifest.parquet" in jobs
 
 
 def test_snakemake_acquires_both_sources_then_resamples_even_when_the_dev_set_fails(tmp_path, static_server):
@@ -43,7 +43,7 @@ def test_snakemake_acquires_both_sources_then_resamples_even_when_the_dev_set_fa
     assert set(merged["key"]) == EXPECTED["merged_keys"]
     resampled = pd.read_parquet(project / "data/audio48k/manifest.parquet")
     assert set(resampled["key"]) == set(merged["key"]) and set(resampled["sample_rate"]) == {48000}
-    coverage = json.loads((project / "data/raw/audiocaps/coverage.json").read_text())
+    coverage = json.loads((project / "data/downloads/audiocaps/coverage.json").read_text())
     assert coverage["splits"]["train"]["downloaded"] == 3
     assert (project / "logs/fetch_wavcaps.log").read_text().strip()
 

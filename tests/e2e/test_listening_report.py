@@ -24,6 +24,7 @@ def test_report_lists_every_prompt_and_its_clip_plays_in_chromium(tmp_path, brow
     project = project_copy(tmp_path)
     overlay = yaml.safe_load((project / "config/tiny.yaml").read_text())
     overlay["generate"]["crop_seconds"] = CLIP_SECONDS
+    overlay["evaluate"]["clip_seconds"] = CLIP_SECONDS  # the scorer takes the clips generate makes
     (project / "config/tiny.yaml").write_text(yaml.safe_dump(overlay))
     run(["snakemake", "--cores", "2", *TINY], project, timeout=900)
     run(["snakemake", "--report", "report.html", *TINY], project)

@@ -74,7 +74,7 @@ def fad_metrics(params: dict, dev: pd.DataFrame, reference: Reference, generated
         mean, cov, _ = merged_statistics(list(by_key.values()))
         per_seed[seed], checks[seed] = organisers_frechet(mean, cov, ref_mean, ref_cov,
                                                           sqrtm_check=params["evaluate"]["sqrtm_check"])
-        for category in sorted(set(dev["background"])) if own else []:
+        for category in sorted(set(dev["background"])) if own and "background" in dev else []:
             keys = [k for k, c in zip(dev["key"], dev["background"]) if c == category and k in own]
             if len(keys) >= 2:
                 value = frechet_distance(*merged_statistics([by_key[k] for k in keys])[:2],
@@ -86,7 +86,9 @@ def fad_metrics(params: dict, dev: pd.DataFrame, reference: Reference, generated
         "fad_per_seed": per_seed, "fd_checks": checks,
         "fad_per_category": {c: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
                              for c, v in per_category.items()},
-        "fad_per_category_note": None if own else "the reference files do not pair with the prompt ids",
+        "fad_per_category_note": (None if own and "background" in dev else
+                                  "the reference files do not pair with the prompt ids" if not own else
+                                  "the dev prompts have no background category (not the demo)"),
     }
 
 
