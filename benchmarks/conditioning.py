@@ -24,6 +24,7 @@ bg_accuracy, fad, diversity, seconds).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import multiprocessing
@@ -71,7 +72,13 @@ def build_data(params: dict, root: Path) -> dict:
 
 
 def one_run(job: tuple) -> dict:
-    """Train, generate and score one (variant, seed); runs in its own process, on one thread."""
+    """Train, generate and score one (variant, seed); runs in its own process, on one thread. What the
+    stages print goes to stderr: stdout is the table or the JSON."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return _one_run(job)
+
+
+def _one_run(job: tuple) -> dict:
     import torch
 
     torch.set_num_threads(1)

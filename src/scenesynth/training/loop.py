@@ -176,9 +176,13 @@ def train(params: dict, shards: str | Path, text: str | Path, run_dir: str | Pat
           max_steps: int | None = None) -> dict:
     """Train (or resume) in this process; under torchrun, as one rank of several."""
     ctx = start(params["train"]["device"])
+    threads = torch.get_num_threads()
+    if ctx.device.type == "cpu" and params["train"]["cpu_threads"]:
+        torch.set_num_threads(params["train"]["cpu_threads"])
     try:
         return _train(ctx, params, shards, text, Path(run_dir), metrics_path, max_steps)
     finally:
+        torch.set_num_threads(threads)  # the caller's setting again (tests, notebooks train in-process)
         stop(ctx)
 
 
@@ -207,8 +211,6 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     device = ctx.device
-    if device.type == "cpu" and train_cfg["cpu_threads"]:
-        torch.set_num_threads(train_cfg["cpu_threads"])
     cache = TextCache(text)
     state = build_state(params, cache.info, device, several_ranks=ctx.active)
     checkpoint = run_dir / "checkpoints" / "last.pt"
