@@ -142,17 +142,24 @@ def test_readme_experiments_keep_downloads_workspace_and_params_and_compare_what
     assert {k: v for k, v in after.items() if k not in cached} == {k: v for k, v in workspace.items()
                                                                    if not k.startswith("data/cache/")}
     assert all(after.get(name) == digest for name, digest in workspace.items() if name.startswith("data/cache/"))
-    varied = next(arg.split("=")[0] for cmd in commands for arg in cmd if arg.startswith("train."))
+    varied = next(arg.split("=")[0] for cmd in commands for arg in cmd
+                  if "=" in arg and not arg.startswith(("overlay=", "-")))
     header = next(line for line in shown.splitlines() if "Experiment" in line)
     assert "fad_mean" in header and varied in header  # --only-changed: what differs between the runs
     assert "src/" not in shown and "data/" not in header  # code and data hashes stay out of the headline
     table = json.loads(run(["dvc", "exp", "show", "--json"], project).stdout)
     runs = {rev["name"]: rev["data"] for commit in table for exp in commit.get("experiments") or []
             for rev in exp["revs"]}
-    values = {name: (data["params"]["params.yaml"]["data"]["train"]["lr_g"],
-                     data["metrics"]["metrics/headline.json"]["data"]) for name, data in runs.items()}
+
+    def setting(data: dict):
+        node = data["params"]["params.yaml"]["data"]
+        for part in varied.split("."):
+            node = node[part]
+        return node
+
+    values = {name: (setting(data), data["metrics"]["metrics/headline.json"]["data"]) for name, data in runs.items()}
     assert len(values) == len(commands) - 1
-    (lr_1, head_1), (lr_2, head_2) = values.values()
-    assert lr_1 != lr_2 and head_1["fad_mean"] != head_2["fad_mean"]
+    (set_1, head_1), (set_2, head_2) = values.values()
+    assert set_1 != set_2 and head_1["fad_mean"] != head_2["fad_mean"]
     assert {"cond_fg_accuracy", "cond_fg_chance", "fad_std"} <= set(head_1)
     assert head_1["ran_with"]["overlay"] == OVERLAY
