@@ -122,6 +122,7 @@ def mel_reading(params: dict, real: RealClips, dev: pd.DataFrame, model_path: st
     dev_fg, dev_bg = _labels(dev)
     ceiling_fg, ceiling_bg = _labels(real.dev)
     generated = generator_mels(model_path, list(dev["caption"]), n_z, params["seed"], pretrained)
+    generated = np.maximum(generated, np.log(params["audio"]["log_clamp"]))  # the floor every real log-mel has
     gen_x = mel_features(generated.reshape(-1, *generated.shape[2:]))
     out = reading(train_x, train_fg, train_bg, gen_x, np.repeat(dev_fg, n_z), np.repeat(dev_bg, n_z),
                   ceiling=mel_features(real.dev_mels), ceiling_fg=ceiling_fg, ceiling_bg=ceiling_bg)
@@ -147,25 +148,32 @@ def conditioning_metrics(params: dict, train_manifest: str | Path | None, dev: p
     mel = mel_reading(params, real, dev, model_path, pretrained)
     n_z = mel["generated"]["n_z"]
     per_z = {task: mel["generated"].pop(f"{task}_predicted") for task in ("fg", "bg")}
-    predicted = {key: {"foreground": per_z["fg"][i * n_z], "background": per_z["bg"][i * n_z]}
-                 for i, key in enumerate(dev["key"])}
+    audio, heard = audio_reading(params, real, dev, first_seed)
+    # per_prompt.csv stands beside the first seed's clip: its labels are those of that clip (the audio
+    # reading) where there is one; else the mel reading's first noise vector, and the record says so.
+    predicted = heard or {key: {"foreground": per_z["fg"][i * n_z], "background": per_z["bg"][i * n_z]}
+                          for i, key in enumerate(dev["key"])}
     result = {
         "reading": "mel: log-mels of the generator (the model file's weights, no vocoder) against readers fitted "
                    "on the real training clips' log-mels; chance = the dev labels' majority rate",
         "generated": mel["generated"],
         "ceiling": {**mel["ceiling"], "what": "the same readers on the real dev clips' log-mels"},
-        "audio": audio_reading(params, real, dev, first_seed),
+        "audio": audio,
+        "per_prompt_labels": ("the audio reading of the first seed's clips" if heard else
+                              "the mel reading of the generator's first noise vector"),
         "diversity": mel["diversity"],
         "n_training_clips": len(real.train), "skipped_training_clips": real.skipped,
     }
     return result, predicted
 
 
-def audio_reading(params: dict, real: RealClips, dev: pd.DataFrame, first_seed: dict[str, Path]) -> dict:
-    """The generate stage's clips, read by readers fitted on resynthesised training clips."""
+def audio_reading(params: dict, real: RealClips, dev: pd.DataFrame,
+                  first_seed: dict[str, Path]) -> tuple[dict, dict | None]:
+    """The generate stage's clips, read by readers fitted on resynthesised training clips: (the record,
+    each clip's predicted labels by prompt key, or None when skipped)."""
     if params["generate"]["vocoder"] != "griffin_lim":
         return {"skipped": "the audio reading resynthesises with Griffin-Lim; this run used "
-                           f"{params['generate']['vocoder']}"}
+                           f"{params['generate']['vocoder']}"}, None
     front_end = MelFrontEnd.from_params(params["audio"])
     iters = params["generate"]["griffin_lim_iters"]
     n = min(params["evaluate"]["conditioning_resynth_clips"], len(real.train_mels))
@@ -180,9 +188,9 @@ def audio_reading(params: dict, real: RealClips, dev: pd.DataFrame, first_seed: 
     out = reading(train_x, train_fg, train_bg, mel_features(clip_mels), dev_fg, dev_bg,
                   ceiling=mel_features(resynthesised(real.dev_mels, front_end, iters)),
                   ceiling_fg=ceiling_fg, ceiling_bg=ceiling_bg)
-    for task in ("fg", "bg"):
-        out["generated"].pop(f"{task}_predicted")
+    labels = {task: out["generated"].pop(f"{task}_predicted") for task in ("fg", "bg")}
+    heard = {key: {"foreground": fg, "background": bg} for key, fg, bg in zip(dev["key"], labels["fg"], labels["bg"])}
     return {"generated": out["generated"], "ceiling": out["ceiling"], "n_training_clips": int(n),
             "griffin_lim_iters": iters,
             "what": "the generate stage's clips (first seed) through the front end, against readers fitted on "
-                    "training clips resynthesised by front end + Griffin-Lim; ceiling: the real dev clips alike"}
+                    "training clips resynthesised by front end + Griffin-Lim; ceiling: the real dev clips alike"}, heard
