@@ -37,6 +37,14 @@ from scenesynth.text.prompts import PromptEncoder
 
 log = logging.getLogger(__name__)
 
+# MLflow metric name -> dotted path in conditioning.json
+CONDITIONING_METRICS = {
+    **{f"cond_{task}_{what}": f"generated.{task}_{what}" for task in ("fg", "bg") for what in ("accuracy", "chance")},
+    **{f"cond_{task}_ceiling": f"ceiling.{task}_accuracy" for task in ("fg", "bg")},
+    "cond_diversity": "diversity.ratio",
+    **{f"cond_audio_{task}_{part}": f"audio.{where}.{task}_accuracy" for task in ("fg", "bg")
+       for part, where in (("accuracy", "generated"), ("ceiling", "ceiling"))},
+}
 MAX_CLASSIFIER_CLIPS = 600  # per task; the demo has 480 training clips
 NOISE_STREAM = 7_919  # the score's noise is its own, apart from generate's candidates
 

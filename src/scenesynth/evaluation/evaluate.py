@@ -26,10 +26,10 @@ from scenesynth.data.manifest import read_dev_prompts
 from scenesynth.evaluation.clap_score import clap_score, not_computed
 from scenesynth.evaluation.clip_prep import ClipRecipe, prepare_clip
 from scenesynth.evaluation.conditioning import conditioning_line
-from scenesynth.evaluation.conditioning_score import conditioning_metrics
+from scenesynth.evaluation.conditioning_score import CONDITIONING_METRICS, conditioning_metrics
 from scenesynth.evaluation.embedding_cache import EmbeddingCache
 from scenesynth.evaluation.embeddings import get_embedding
-from scenesynth.evaluation.headline import HEADLINE_FILE, write_headline
+from scenesynth.evaluation.headline import HEADLINE_FILE, pick, write_headline
 from scenesynth.evaluation.frechet import frechet_distance, merged_statistics, organisers_frechet
 from scenesynth.evaluation.per_prompt import per_prompt_table
 from scenesynth.evaluation.reference import Reference, load_reference
@@ -168,18 +168,9 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
     flat = {"fad_mean": fad["fad_mean"], "fad_std": fad["fad_std"]}
     if clap["computed"]:
         flat.update(clap_score_mean=clap["clap_score_mean"], clap_score_std=clap["clap_score_std"])
-    if cond is not None:
-        g = cond["generated"]
-        flat.update({"cond_fg_accuracy": g["fg_accuracy"], "cond_fg_chance": g["fg_chance"],
-                     "cond_bg_accuracy": g["bg_accuracy"], "cond_bg_chance": g["bg_chance"],
-                     "cond_fg_ceiling": cond["ceiling"]["fg_accuracy"],
-                     "cond_bg_ceiling": cond["ceiling"]["bg_accuracy"], "cond_diversity": cond["diversity"]["ratio"]})
-        if "generated" in cond["audio"]:
-            a = cond["audio"]
-            flat.update({"cond_audio_fg_accuracy": a["generated"]["fg_accuracy"],
-                         "cond_audio_bg_accuracy": a["generated"]["bg_accuracy"],
-                         "cond_audio_fg_ceiling": a["ceiling"]["fg_accuracy"],
-                         "cond_audio_bg_ceiling": a["ceiling"]["bg_accuracy"]})
+    if cond is not None:  # the MLflow names of conditioning.json's numbers; absent parts (no audio reading) left out
+        flat.update({name: value for name, dotted in CONDITIONING_METRICS.items()
+                     if (value := pick(cond, dotted)) is not None})
     if run_dir is not None:
         log_to_run(params, run_dir, flat, [metrics_dir / name for name in
                                            ("fad.json", "clap_score.json", "per_prompt.csv", "conditioning.json",

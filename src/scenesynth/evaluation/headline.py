@@ -23,7 +23,8 @@ def _read(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _pick(source: dict, dotted: str):
+def pick(source: dict, dotted: str):
+    """``source["a"]["b"]`` for ``"a.b"``, or None where the path is not there."""
     value = source
     for part in dotted.split("."):
         if not isinstance(value, dict) or part not in value:
@@ -55,7 +56,7 @@ def write_headline(params: dict, metrics_dir: str | Path) -> dict:
     metrics_dir = Path(metrics_dir)
     files = {name: _read(metrics_dir / name) for name in {source for source, _ in HEADLINE.values()}}
     headline = {key: value for key, (source, dotted) in HEADLINE.items()
-                if (value := _pick(files[source], dotted)) is not None}
+                if (value := pick(files[source], dotted)) is not None}
     headline["ran_with"] = {"overlay": str(params["overlay"]), "data_source": params["data"]["source"],
                             "text_encoder": params["text"]["encoder"], "vocoder": params["generate"]["vocoder"]}
     write_json(metrics_dir / HEADLINE_FILE, headline)
