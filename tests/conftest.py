@@ -31,24 +31,30 @@ def tiny_params() -> dict:
     return load_params(REPO / "params.yaml", TINY_OVERLAY)
 
 
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory, tiny_params) -> dict[str, Path]:
-    """acquire -> resample -> mel -> text on the tiny config, through the library functions."""
+def build_data(params: dict, root: Path, captions_of: str | None = None) -> dict[str, Path]:
+    """acquire -> resample -> mel -> text through the library functions; the text cache holds the
+    captions of every clip, or of the ``captions_of`` split only (as the pipeline's text stage)."""
     from scenesynth.data.acquire import acquire
     from scenesynth.data.manifest import read_manifest
     from scenesynth.data.resample import resample_manifest
     from scenesynth.features.mel_shards import build_mel_shards
     from scenesynth.text.cache import build_text_cache
 
-    root = tmp_path_factory.mktemp("tiny")
-    p = tiny_params
-    raw = acquire(p, root / "raw")
-    resample_manifest(p, raw, root / "audio48k", workers=1)
-    build_mel_shards(p, root / "audio48k" / "manifest.parquet", root / "mels", workers=1)
-    captions = list(read_manifest(root / "audio48k" / "manifest.parquet")["caption"])
-    build_text_cache(p, captions, root / "text")
+    raw = acquire(params, root / "raw")
+    resample_manifest(params, raw, root / "audio48k", workers=1)
+    build_mel_shards(params, root / "audio48k" / "manifest.parquet", root / "mels", workers=1)
+    table = read_manifest(root / "audio48k" / "manifest.parquet" if captions_of is None else raw)
+    if captions_of is not None:
+        table = table[table["split"] == captions_of]
+    build_text_cache(params, list(table["caption"]), root / "text")
     return {"root": root, "raw": raw, "audio48k": root / "audio48k" / "manifest.parquet",
             "mels": root / "mels", "text": root / "text"}
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, tiny_params) -> dict[str, Path]:
+    """acquire -> resample -> mel -> text on the tiny config."""
+    return build_data(tiny_params, tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")

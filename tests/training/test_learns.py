@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, build_data
 from scenesynth.config import load_params
 from scenesynth.data.manifest import read_manifest
 from scenesynth.evaluation.conditioning_score import load_real_clips, mel_reading
@@ -26,19 +26,12 @@ FOREGROUND_FLOOR = 0.70  # chance is 0.50 (two foregrounds, balanced dev set)
 @pytest.fixture(scope="module")
 def separable_run(tmp_path_factory) -> dict:
     """acquire -> resample -> mel -> text -> train on config/separable.yaml, through the library."""
-    from scenesynth.data.acquire import acquire
-    from scenesynth.data.resample import resample_manifest
-    from scenesynth.features.mel_shards import build_mel_shards
-    from scenesynth.text.cache import build_text_cache
     from scenesynth.training import loop
 
     params = load_params(REPO / "params.yaml", SEPARABLE)
     root = tmp_path_factory.mktemp("separable")
-    raw = acquire(params, root / "raw")
-    resample_manifest(params, raw, root / "audio48k", workers=1)
-    build_mel_shards(params, root / "audio48k" / "manifest.parquet", root / "mels", workers=1)
-    manifest = read_manifest(raw)
-    build_text_cache(params, list(manifest.query("split == 'train'")["caption"]), root / "text")
+    build_data(params, root, captions_of="train")
+    manifest = read_manifest(root / "raw" / "manifest.parquet")
     summary = loop.train(params, root / "mels", root / "text", root / "run", root / "run" / "m.json")
     return {"params": params, "manifest": manifest, "model": root / "run" / "model.pt", "summary": summary,
             "pretrained": root / "no_pretrained"}
