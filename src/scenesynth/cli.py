@@ -14,6 +14,7 @@ from pathlib import Path
 from scenesynth import paths
 from scenesynth.config import ConfigError, load_params
 from scenesynth.pretrained.models import PIPELINE_MODELS
+from scenesynth.training.stop_signals import RESUMABLE_EXIT, TrainingStopped
 from scenesynth.utils.atomic import sweep_leftovers
 
 log = logging.getLogger("scenesynth")
@@ -268,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"scenesynth: configuration error: {err}", file=sys.stderr)
         return 2
+    except TrainingStopped as stopped:  # SIGTERM/SIGUSR1: a checkpoint at this step; the same command resumes
+        print(f"scenesynth {args.verb}: {stopped}", file=sys.stderr)
+        return RESUMABLE_EXIT
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         print(f"scenesynth {args.verb}: error: {err}", file=sys.stderr)
         return 1

@@ -24,7 +24,8 @@ from scenesynth.utils.atomic import write_torch
 log = logging.getLogger(__name__)
 
 # train.* keys that do not change what is learnt (a resumed run may change them).
-_VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "device", *TRAIN_PROCESS_KEYS)
+_VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "device", "compile",
+                        *TRAIN_PROCESS_KEYS)
 
 
 def several_ranks() -> bool:
@@ -68,11 +69,18 @@ class TrainState:
     opt_d: torch.optim.Optimizer
     step: int = 0  # generator updates done
     last_losses: dict = field(default_factory=dict)  # the last step's losses, for a run resumed at its end
+    # Where the batch stream stands: it was (re)started at step `stream_origin` (every scheduled checkpoint
+    # starts a fresh one) and `stream_drawn` batches have been taken from it since. A checkpoint written
+    # off schedule (stop_signals.py) resumes by drawing and dropping those batches.
+    stream_origin: int = 0
+    stream_drawn: int = 0
 
     def state_dict(self, config_fingerprint: str) -> dict:
         return {
             "step": self.step,
             "last_losses": self.last_losses,
+            "stream_origin": self.stream_origin,
+            "stream_drawn": self.stream_drawn,
             "fingerprint": config_fingerprint,
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
@@ -94,6 +102,8 @@ class TrainState:
         _restore_cuda_rng(state.get("cuda_rng") or [])
         self.step = int(state["step"])
         self.last_losses = dict(state.get("last_losses") or {})
+        self.stream_origin = int(state.get("stream_origin", self.step))
+        self.stream_drawn = int(state.get("stream_drawn", 0))
 
 
 def make_ema(generator: torch.nn.Module) -> torch.nn.Module:

@@ -122,3 +122,27 @@ def batch_stream(shard_dir: str | Path, batch_size: int, seed: int, shuffle_buff
     if split or world_size == 1:
         return iter(loader)
     return _rows_of_global_batches(iter(loader), slice(rank * share, (rank + 1) * share))
+
+
+class CountedStream:
+    """A batch stream that knows where it stands: started at step `origin`, `drawn` batches taken since.
+
+    The pair is what a checkpoint written between scheduled checkpoints stores, so that a resumed
+    run can re-create the stream at `origin` and drop `drawn` batches (:meth:`skip`) to stand
+    exactly where the interrupted one stood."""
+
+    def __init__(self, batches: Iterator, origin: int):
+        self.batches, self.origin, self.drawn = batches, origin, 0
+
+    def __iter__(self) -> "CountedStream":
+        return self
+
+    def __next__(self):
+        item = next(self.batches)
+        self.drawn += 1
+        return item
+
+    def skip(self, n: int) -> "CountedStream":
+        for _ in range(n):
+            next(self)
+        return self

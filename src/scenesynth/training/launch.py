@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
+
+from scenesynth.training.stop_signals import STOP_SIGNALS, TrainingStopped
 
 log = logging.getLogger(__name__)
 TORCHRUN_ENV = ("LOCAL_RANK", "WORLD_SIZE")
@@ -58,13 +61,32 @@ def torchrun_command(train_cfg: dict, cli_args: list[str], env: dict | None = No
 
 
 def run_under_torchrun(train_cfg: dict, cli_args: list[str]) -> bool:
-    """Re-run `scenesynth <cli_args>` in train.processes_per_node processes; False if one process is asked for."""
+    """Re-run `scenesynth <cli_args>` in train.processes_per_node processes; False if one process is asked for.
+
+    A stop signal (SIGTERM, SIGUSR1) that reaches this launcher alone (`kill PID`) is passed on to
+    torchrun as SIGTERM, which torchrun sends to every rank (and SIGKILLs them 30 s later): each rank
+    then stops as one process would (stop_signals.py) and this command exits as resumable."""
     command = torchrun_command(train_cfg, cli_args)
     if command is None:
         return False
     log.info("launching %d training processes per node: %s", train_cfg.get("processes_per_node", 1), " ".join(command))
-    done = subprocess.run(command, check=False)
-    if done.returncode:
-        raise RuntimeError(f"torchrun exited with status {done.returncode}: a training process failed "
+    proc = subprocess.Popen(command)
+    received: list[int] = []
+
+    def forward(signum: int, _frame) -> None:
+        received.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # torchrun handles SIGTERM (not SIGUSR1) by stopping its ranks
+
+    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
+    try:
+        returncode = proc.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if returncode and received:
+        raise TrainingStopped(None, signal.Signals(received[0]).name, "the run's checkpoints/last.pt")
+    if returncode:
+        raise RuntimeError(f"torchrun exited with status {returncode}: a training process failed "
                            "(its error is printed above)")
     return True

@@ -33,11 +33,12 @@ from scenesynth.models import build_models
 from scenesynth.text.cache import TextCache
 from scenesynth.training.checkpoint import (TrainState, make_ema, save_checkpoint, training_fingerprint,
                                             try_resume, update_ema)
-from scenesynth.training.data import batch_stream
+from scenesynth.training.data import CountedStream, batch_stream
 from scenesynth.training.distributed import (DistContext, check_replicas_identical, convert_batch_norms,
                                              gather_output, gather_rows, pad_words, start, stop, wrap)
 from scenesynth.training.launch import configured_world_size, local_batch_size
 from scenesynth.training.samples import log_samples
+from scenesynth.training.stop_signals import StopRequest, TrainingStopped
 from scenesynth.tracking import Tracker, stand_ins
 from scenesynth.utils.atomic import write_json, write_torch
 
@@ -82,6 +83,9 @@ def build_state(params: dict, text_info: dict, device: torch.device, several_ran
         generator, discriminator = convert_batch_norms(generator), convert_batch_norms(discriminator)
     generator, discriminator = generator.to(device), discriminator.to(device)
     ema = make_ema(generator) if params["model"].get("ema_decay") else None
+    if train.get("compile"):  # in place: the state dict keeps its names, so checkpoints do not depend on it
+        generator.compile()
+        discriminator.compile()
     betas = tuple(train["betas"])
     return TrainState(
         generator, discriminator, ema,
@@ -226,30 +230,53 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     log.info("training on %s (%d process(es)): G %d params, D %d params, steps %d -> %d", device, ctx.world_size,
              n_params["params_g"], n_params["params_d"], state.step, target)
 
-    def new_stream():
-        return batch_stream(shards, train_cfg["batch_size"], seed, train_cfg["shuffle_buffer"],
-                            train_cfg["num_workers"], start_epoch=state.step, rank=ctx.rank,
-                            world_size=ctx.world_size)
+    def new_stream(origin: int) -> CountedStream:
+        return CountedStream(batch_stream(shards, train_cfg["batch_size"], seed, train_cfg["shuffle_buffer"],
+                                          train_cfg["num_workers"], start_epoch=origin, rank=ctx.rank,
+                                          world_size=ctx.world_size), origin)
 
-    batches, window, logs, started, status = new_stream(), [], {}, time.perf_counter(), "FAILED"
+    # A checkpoint written off schedule (on a stop signal) stands `stream_drawn` batches into the stream
+    # started at `stream_origin`: start that stream again and drop them. Starting a DataLoader draws from
+    # the global RNG, which the interrupted run had already done, so its saved state is put back after.
+    rng = (torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None)
+    batches = new_stream(state.stream_origin if resumed else state.step)
+    if resumed and state.stream_drawn:
+        log.info("fast-forwarding the batch stream by %d batches (checkpoint written off schedule)",
+                 state.stream_drawn)
+        batches.skip(state.stream_drawn)
+        torch.set_rng_state(rng[0])
+        if rng[1] is not None:
+            torch.cuda.set_rng_state(rng[1])
+    window, logs, started, status = [], {}, time.perf_counter(), "FAILED"
     first_step = state.step
     try:
-        while state.step < target:
-            logs = state.last_losses = train_step(state, batches, cache, params, device, checkpoint, ctx, wrapped)
-            window.append(logs)
-            if state.step % train_cfg["log_every"] == 0 or state.step == target:
-                means = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                if tracker is not None:
-                    tracker.metrics(means, state.step)
-                log.info("step %d: %s", state.step, ", ".join(f"{k} {v:.3f}" for k, v in sorted(means.items())))
-                window = []
-            if state.step % train_cfg["checkpoint_every"] == 0 or state.step == target:
-                if ctx.is_main:
-                    save_checkpoint(state, checkpoint, config_fp, ctx.world_size)
-                ctx.barrier()
-                batches = new_stream()
-            if ctx.is_main and (state.step % train_cfg["sample_every"] == 0 or state.step == target):
-                log_samples(state, cache, params, run_dir / "samples", tracker, device)
+        with StopRequest() as stop:
+            while state.step < target:
+                logs = state.last_losses = train_step(state, batches, cache, params, device, checkpoint, ctx, wrapped)
+                window.append(logs)
+                if state.step % train_cfg["log_every"] == 0 or state.step == target:
+                    means = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                    if tracker is not None:
+                        tracker.metrics(means, state.step)
+                    log.info("step %d: %s", state.step, ", ".join(f"{k} {v:.3f}" for k, v in sorted(means.items())))
+                    window = []
+                scheduled = state.step % train_cfg["checkpoint_every"] == 0 or state.step == target
+                if scheduled:
+                    state.stream_origin, state.stream_drawn = state.step, 0
+                    if ctx.is_main:
+                        save_checkpoint(state, checkpoint, config_fp, ctx.world_size)
+                    ctx.barrier()
+                    batches = new_stream(state.step)
+                if ctx.is_main and (state.step % train_cfg["sample_every"] == 0 or state.step == target):
+                    log_samples(state, cache, params, run_dir / "samples", tracker, device)
+                if state.step < target and stop.requested(ctx):
+                    if not scheduled:  # (a scheduled checkpoint was just written, and is exact)
+                        state.stream_origin, state.stream_drawn = batches.origin, batches.drawn
+                        if ctx.is_main:
+                            save_checkpoint(state, checkpoint, config_fp, ctx.world_size)
+                        ctx.barrier()
+                    status = "KILLED"  # MLflow's word for a run stopped from outside; it resumes into the same run
+                    raise TrainingStopped(state.step, stop.signal_name, checkpoint)
         status = "FINISHED"
     finally:
         wrapped = None  # freed by stop() before the process group, even if an error keeps this frame
