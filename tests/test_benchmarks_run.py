@@ -121,3 +121,24 @@ def test_conditioning_benchmark_trains_each_variant_and_prints_the_rows():
         assert 0 <= row["fg_accuracy"] <= 1 and 0 <= row["bg_accuracy"] <= 1 and row["fad"] > 0
         assert row["steps"] == 2 and row["fg_ceiling"] >= row["fg_chance"]
     assert rows[0]["fad"] != rows[2]["fad"]  # no attention is another model
+
+
+def test_gpu_benchmark_smoke_runs_every_row_on_cpu_and_prints_json_rows(tmp_path):
+    """`benchmarks/gpu.py --smoke`: the script prepared for a lent GPU runs every row at tiny sizes on CPU."""
+    rows_file = tmp_path / "rows.jsonl"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/gpu.py"), "--smoke", "--json",
+                           "--rows-file", str(rows_file)], capture_output=True, text=True, env=venv_env(), timeout=1200)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line for line in rows_file.read_text().splitlines()]  # written as each row finished
+    assert [(r["row"], r.get("precision"), r.get("compile")) for r in rows] == [
+        ("train", "fp32", False), ("train", "bf16", False), ("generate", "fp32", False),
+        ("train", "bf16", True), ("train", "fp32", True), ("ddp", "bf16", False)]
+    for r in rows:
+        assert "error" not in r and "skipped" not in r, r
+        assert r["samples_per_s"] > 0 and r["peak_memory_bytes"] > 0
+    train = [r for r in rows if r["row"] == "train"]
+    assert all(r["flops_per_step"] > 0 and r["size"] == "32 x 64" for r in train)
+    compiled = [r for r in train if r["compile"]]
+    assert all(r["loss_rel_diff_vs_eager"] < 1e-3 for r in compiled)  # compiling does not change the losses
+    assert rows[-1]["processes"] == 2

@@ -115,26 +115,64 @@ def slurm_states() -> dict[str, str]:
     return dict(line.split("|", 1) for line in out.split())
 
 
+# The training outlasts its jobs (runtime: 1 minute in the test profile): ~0.3 s a step on one idle core
+# here, so 400 steps need two to four jobs; checkpoints are only scheduled at the end, so every job but
+# the last stops through the SIGTERM of its time limit.
+SLURM_TRAIN = {"steps": 400, "checkpoint_every": 100000, "log_every": 50, "sample_every": 100000, "cpu_threads": 1}
+SLURM_OVERLAY = "config/tiny_slurm.yaml"
+TEXT_DONE = "data/text/info.json"  # the text rule's output: with the shards, what the training reads
+
+
+def write_overlay(project) -> None:
+    settings = yaml.safe_load((project / "config" / "tiny.yaml").read_text())
+    settings["train"].update(SLURM_TRAIN)
+    (project / SLURM_OVERLAY).write_text(yaml.safe_dump(settings))
+
+
+def train_uninterrupted(project, reference, env) -> subprocess.Popen:
+    """The same training in one process, on the DAG's own shards and text cache, in a sibling folder (its own
+    MLflow database) under the same relative overlay path (the model file records it)."""
+    (reference / "config").mkdir(parents=True)
+    shutil.copy2(project / "params.yaml", reference / "params.yaml")
+    shutil.copy2(project / SLURM_OVERLAY, reference / SLURM_OVERLAY)
+    cmd = ["scenesynth", "train", "--params", "params.yaml", "--overlay", SLURM_OVERLAY,
+           "--shards", str(project / "data/mels"), "--text", str(project / "data/text"), "--out", "run",
+           "--metrics", "train.json"]
+    return subprocess.Popen(cmd, cwd=reference, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_tiny_dag_runs_to_the_end_through_sbatch(tmp_path, slurm_cluster):
+def test_tiny_dag_runs_to_the_end_through_sbatch_with_training_spanning_several_time_limited_jobs(
+        tmp_path, slurm_cluster):
     project = project_copy(tmp_path)
+    write_overlay(project)
     # The copy's own package, not the editable install: each SLURM job re-evaluates the rules'
     # code fingerprints, and a source edit mid-run would make its job step rerun upstream rules.
     env = {**venv_env(), "PYTHONPATH": str(project / "src")}
     cmd = ["timeout", "-k", "10", str(DAG_LIMIT_S), "snakemake", "--profile", "profiles/slurm",
-           "--profile", str(TEST_PROFILE), *TINY]  # --config (TINY) last: it takes what follows
+           "--profile", str(TEST_PROFILE), "--config", f"overlay={SLURM_OVERLAY}"]  # --config last: it takes what follows
     started = time.perf_counter()
-    done = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=DAG_LIMIT_S + 60)
+    dag = subprocess.Popen(cmd, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reference = None
+    try:
+        # While SLURM trains on one core, the uninterrupted reference trains on the other.
+        while dag.poll() is None and reference is None:
+            if (project / "data/mels/index.json").is_file() and (project / TEXT_DONE).is_file():
+                reference = train_uninterrupted(project, tmp_path / "reference", env)
+            time.sleep(2)
+        log, _ = dag.communicate(timeout=DAG_LIMIT_S + 60)
+    finally:
+        if dag.poll() is None:
+            dag.kill()
     seconds = time.perf_counter() - started
-    log = done.stdout + done.stderr
     print(f"tiny DAG through SLURM: {seconds:.1f} s")
     (tmp_path / "snakemake.log").write_text(log)
     slurm_logs = "\n".join(f"== {p}\n{p.read_text()[-1500:]}"
                            for p in sorted((project / ".snakemake/slurm_logs").rglob("*.log")))
-    assert done.returncode == 0, (f"exit {done.returncode} after {seconds:.0f} s (124: timed out)\n"
-                                  f"{log[-4000:]}\n{slurm_logs[-4000:]}")
+    assert dag.returncode == 0, (f"exit {dag.returncode} after {seconds:.0f} s (124: timed out)\n"
+                                 f"{log[-4000:]}\n{slurm_logs[-4000:]}")
 
     jobs = jobs_in_log(log)
     submitted = submissions_in_log(log)
@@ -143,6 +181,17 @@ def test_tiny_dag_runs_to_the_end_through_sbatch(tmp_path, slurm_cluster):
     assert COMPUTE_RULES <= {jobs[job][0] for job in submitted}
     states = slurm_states()
     assert all(states.get(slurm_id) == "COMPLETED" for slurm_id in submitted.values()), (submitted, states)
+
+    # The training ran through several jobs: each stopped at its time limit, the last one finished ...
+    train_job = next(job for job, (rule, _) in jobs.items() if rule == "train")
+    train_slurm_ids = re.findall(rf"Job {train_job} has been submitted with SLURM jobid (\d+)", log)
+    assert len(train_slurm_ids) >= 2, f"the training fitted in one job: {train_slurm_ids}\n{slurm_logs[-3000:]}"
+    assert {states.get(i) for i in train_slurm_ids[:-1]} <= {"TIMEOUT", "FAILED"}, (train_slurm_ids, states)
+    assert "resumed from" in (project / "logs/train.log").read_text()  # (the log of the last job)
+    # ... and ended with the weights of one uninterrupted run, byte for byte.
+    assert reference is not None, "the DAG never reached the training"
+    assert reference.wait(timeout=900) == 0, reference.stderr.read()[-2000:]
+    assert (project / "runs/train/model.pt").read_bytes() == (tmp_path / "reference/run/model.pt").read_bytes()
 
     fad = json.loads((project / "metrics/fad.json").read_text())
     assert fad["n_prompts"] > 0 and fad["fad_mean"] >= 0

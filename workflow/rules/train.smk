@@ -1,5 +1,8 @@
 # Training: the GAN on the mel shards + text cache. An interrupted run resumes
 # from runs/train/checkpoints/last.pt (not a declared output, so Snakemake keeps it).
+# `exec`: the training process replaces the shell, so SLURM's SIGTERM (time limit, preemption)
+# reaches it directly; it then writes a checkpoint at the step it is at and exits 75, and a
+# retry of the job (profiles/slurm: preemptible-rules) resumes it (docs/cluster.md).
 # train.processes_per_node > 1: `scenesynth train` re-runs itself under torchrun (DDP,
 # one process per GPU); the job then needs processes_per_node GPUs and the threads
 # below (docs/cluster-training.md). How many processes train does not change what is
@@ -23,5 +26,5 @@ rule train:
     benchmark:
         f"{P.BENCHMARKS}/train.tsv"
     shell:
-        "scenesynth train {params.cli} --shards {P.MELS} --text {P.TEXT} --out {P.RUN}"
+        "exec scenesynth train {params.cli} --shards {P.MELS} --text {P.TEXT} --out {P.RUN}"
         " --metrics {output.metrics:q} > {log:q} 2>&1"
