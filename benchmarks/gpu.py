@@ -8,7 +8,7 @@
 Rows (each in its own process, so that peak memory and compile caches do not leak between them):
 - `train`: the real `training.loop.train_step` (2 D updates + 1 G update, all five losses, the paper's
   loop) at 256 x 1024, TF-SCA, the paper's batch 16, on random mels and CLAP-shaped text, in fp32 and
-  bf16, with and without `train.compile` (torch.compile of G and D). samples/s = batch / s per generator
+  bf16, with and without `train.compile` (torch.compile of G; D stays eager, see build_state). samples/s = batch / s per generator
   step; peak = torch.cuda.max_memory_allocated (CPU: the process's peak RSS); the MFU estimate divides
   the FLOPs of one step (torch's FlopCounterMode over the eager step: convolutions, matrix products,
   attention) per second by the chip's dense peak for that precision (TF32 for fp32: cuDNN runs fp32
@@ -90,9 +90,8 @@ def training_setup(args, precision: str, compile_: bool, ctx=None):
     text_info = {"sentence_dim": params["text"]["sentence_dim"], "word_dim": params["text"]["word_dim"]}
     torch.manual_seed(0)
     state = build_state(params, text_info, device, several_ranks=bool(ctx and ctx.active))
-    if compile_ and not inductor:
+    if compile_ and not inductor:  # what train.compile compiles (build_state), with the smoke backend
         state.generator.compile(backend="aot_eager")
-        state.discriminator.compile(backend="aot_eager")
     share = args.batch // (ctx.world_size if ctx is not None else 1)
     stream = batches(params["audio"]["n_mels"], params["audio"]["n_frames"], share)
     return params, state, stream, RandomText(text_info["sentence_dim"], text_info["word_dim"]), device

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from scenesynth.training.data import MelCaptionStream, batch_stream, splits_by_s
 from scenesynth.training.distributed import (DistContext, check_replicas_identical, convert_batch_norms, gather_rows,
                                              stop, wrap)
 from scenesynth.training.launch import local_batch_size, torchrun_command
+from scenesynth.training.stop_signals import RESUMABLE_EXIT
 
 STEPS, HALF = 4, 2  # tiny: a checkpoint (and a fresh batch stream) every 2 steps
 
@@ -336,3 +338,35 @@ def test_training_logs_to_an_mlflow_tracking_server(tmp_path, tiny_params, tiny_
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_and_rank_0_writes(tmp_path, settings, one_shard,
+                                                                               tiny_data):
+    """SIGTERM to `scenesynth train` (the torchrun launcher): it reaches every rank, the ranks agree on
+    the step, rank 0 writes the checkpoint (with its place in the batch stream), nobody deadlocks, and
+    the command exits 75; the same command resumes from that step."""
+    overlay = yaml.safe_load(settings["overlay"].read_text())
+    overlay["train"].update(steps=12, checkpoint_every=1000, sample_every=1000, log_every=1)
+    path = tmp_path / "two_processes_long.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "scenesynth.cli", "train", "--params", str(REPO / "params.yaml"),
+           "--overlay", str(path), "--shards", one_shard, "--text", str(tiny_data["text"]),
+           "--out", str(run), "--metrics", str(run / "m.json")]
+    proc = subprocess.Popen(cmd, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "step 3:" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    log = "".join(lines) + out
+    assert proc.returncode == RESUMABLE_EXIT, log[-3000:]
+    assert "stopped early by SIGTERM" in log
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["world_size"] == 2 and 3 <= saved["step"] < 12 and saved["stream_drawn"] > 0
+    resumed = subprocess.run(cmd, env=venv_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {run / 'checkpoints' / 'last.pt'} at step {saved['step']}" in resumed.stderr
+    assert torch.load(run / "model.pt", weights_only=True)["step"] == 12

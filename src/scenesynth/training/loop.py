@@ -84,8 +84,11 @@ def build_state(params: dict, text_info: dict, device: torch.device, several_ran
     generator, discriminator = generator.to(device), discriminator.to(device)
     ema = make_ema(generator) if params["model"].get("ema_decay") else None
     if train.get("compile"):  # in place: the state dict keeps its names, so checkpoints do not depend on it
+        # The generator only. D's spectral norm updates its power-iteration vectors in place at every
+        # forward, and D runs on the real and the fake batch before one backward: inductor saves the
+        # vector itself for that backward (eager saves a clone), and the backward then fails ("modified by
+        # an inplace operation", seen with torch 2.11 on an H200 and 2.13 on CPU; docs/benchmarks.md).
         generator.compile()
-        discriminator.compile()
     betas = tuple(train["betas"])
     return TrainState(
         generator, discriminator, ema,
