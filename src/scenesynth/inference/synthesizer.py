@@ -105,6 +105,22 @@ def _choose(value, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
+def check_settings(params: dict, format: str | None = None, rerank: str | None = None, candidates: int | None = None,
+                   seconds: float | None = None, device: str | torch.device | None = None):
+    """(format, re-ranker, candidates, device) as asked or from params, each checked without loading
+    anything: the CLI calls this before it sweeps or writes (cli.py), the Synthesizer before it loads."""
+    cfg = params["synthesize"]
+    chosen_format = _choose(format or cfg["format"], FORMATS, "format")
+    chosen_rerank = _choose(rerank or cfg["rerank"], RERANKERS, "re-ranker")
+    n_candidates = params["generate"]["n_candidates"] if candidates is None else candidates
+    if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
+        raise ValueError(f"candidates must be a whole number >= 1, got {n_candidates!r}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not 0 < seconds < float("inf")):
+        raise ValueError(f"seconds must be a positive number, got {str(seconds)[:40]!r}")
+    return chosen_format, chosen_rerank, n_candidates, resolve_device(device or cfg["device"])
+
+
 def recorded_vocoder(saved: dict) -> str | None:
     """The vocoder the model's front end was made for, as its file names it: `vocoder`, or among the
     stand-ins for files exported before that key existed."""
@@ -160,15 +176,8 @@ class Synthesizer:
         params = (complete_params(dict(params), overlay) if isinstance(params, Mapping)
                   else load_params(params, overlay))
         cfg, gen_cfg = params["synthesize"], params["generate"]
-        self.format = _choose(format or cfg["format"], FORMATS, "format")
-        rerank = _choose(rerank or cfg["rerank"], RERANKERS, "re-ranker")
-        n_candidates = gen_cfg["n_candidates"] if candidates is None else candidates
-        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
-            raise ValueError(f"candidates must be a whole number >= 1, got {n_candidates!r}")
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-                                    or not 0 < seconds < float("inf")):
-            raise ValueError(f"seconds must be a positive number, got {str(seconds)[:40]!r}")
-        self.device = resolve_device(device or cfg["device"])
+        self.format, rerank, n_candidates, self.device = check_settings(params, format, rerank, candidates, seconds,
+                                                                        device)
         self.max_prompt_chars, self.default_seed = cfg["max_prompt_chars"], cfg["seed"]
         self.pretrained, self.model_path = Path(pretrained), Path(model)
 
