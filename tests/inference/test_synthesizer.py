@@ -229,6 +229,12 @@ def test_a_model_file_holding_code_is_named_as_such_not_with_torch_s_advice(tiny
     message = str(caught.value)
     assert "code.pt: not loaded: it holds pickled Python objects besides weights" in message
     assert "weights_only" not in message and "False" not in message and "\n" not in message
+    (tmp_path / "garbage.pt").write_bytes(b"<html>not a model</html>")
+    with pytest.raises(ModelFileError) as caught:
+        Synthesizer(tmp_path / "garbage.pt", tiny_model["params"], pretrained=tmp_path)
+    message = str(caught.value)
+    assert "garbage.pt: not a readable model file (UnpicklingError: Unsupported operand" in message
+    assert "weights_only" not in message and "can still be loaded" not in message
 
 
 def test_the_vocoder_loader_words_a_file_holding_code_alike(tmp_path):

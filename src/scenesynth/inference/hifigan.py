@@ -40,7 +40,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from scenesynth import paths
 from scenesynth.pretrained.models import MissingPretrained, fetch_hint
-from scenesynth.utils.torch_files import holds_code, holds_code_message
+from scenesynth.utils.torch_files import holds_code, holds_code_message, unreadable_detail
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def _torch_load(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as err:
         if not holds_code(err):
-            raise CheckpointError(f"{path}: not a readable torch checkpoint (UnpicklingError)") from err
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({unreadable_detail(err)})") from err
         raise CheckpointError(
             f"{holds_code_message(path)}. Extract the vocoder once, "
             "in an environment you trust, into format (a): torch.save({'generator': state_dict}) plus its "

@@ -23,7 +23,7 @@ from scenesynth.inference.griffin_lim import griffin_lim
 from scenesynth.inference.hifigan import load_hifigan
 from scenesynth.inference.rerank import ClapReranker
 from scenesynth.models import build_models
-from scenesynth.utils.torch_files import holds_code, holds_code_message
+from scenesynth.utils.torch_files import holds_code, holds_code_message, unreadable_detail
 
 MODEL_KEYS = ("generator", "discriminator", "model", "audio", "text", "step", "stand_ins")
 
@@ -37,8 +37,7 @@ class VocoderMismatch(ValueError):
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+    return unreadable_detail(err, 200)
 
 
 def load_model(model_path: str | Path, device: torch.device):
