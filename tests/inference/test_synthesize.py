@@ -4,6 +4,7 @@ refused in one line with nothing written."""
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -244,3 +245,22 @@ def test_a_failing_command_sweeps_nothing(tiny_model, tmp_path, monkeypatch, cap
     stray.write_bytes(b"part")
     assert main(cli_args(["", "--model", str(tiny_model["model"]), "--out", "out"])) == 1
     assert "the prompt is empty" in capsys.readouterr().err and stray.read_bytes() == b"part"
+
+
+@pytest.mark.slow
+def test_the_readme_commands_run_as_printed_on_a_cpu(tiny_model, tmp_path):
+    """README "Generate your own sounds": the shell block, with the tiny model and overlay in place of the
+    demo's, run by bash from a project folder (params.yaml there, no pre-trained models, no GPU asked)."""
+    section = (REPO / "README.md").read_text().split("## Generate your own sounds", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert "--device cpu" in block and "--device cuda \\" not in block
+    script = (block.replace(". .venv/bin/activate\n", "")
+              .replace("runs/train/model.pt", shlex.quote(str(tiny_model["model"])))
+              .replace("config/demo.yaml", shlex.quote(str(TINY_OVERLAY))))
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          env=venv_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    made = sorted(p.relative_to(tmp_path / "outputs/synth").as_posix() for p in (tmp_path / "outputs/synth").rglob("*.wav"))
+    assert len(made) == 4 and "seed0/siren-01.wav" in made, made
+    assert "was trained with overlay" in done.stderr  # the command without --overlay says what it uses
