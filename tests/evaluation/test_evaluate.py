@@ -124,7 +124,8 @@ def test_everything_not_scored_is_printed_and_recorded_with_its_reason(tmp_path,
                        f"seed0/{first.stem}.flac": f"another file for prompt id {first.stem} ({first.name} is scored)",
                        "notes": "a folder not named seed<N>/ (not scored)"}
     printed = capsys.readouterr().out
-    assert "left out (not scored), 3 file(s) or folder(s)" in printed and f"{first.stem}.flac" in printed
+    assert "left out (not scored; all listed in fad.json, generated.left_out): 3 clip(s) or folder(s), 0 file(s)" \
+           in printed and f"{first.stem}.flac: another file for prompt id" in printed
     assert result["fad"]["n_seeds"] == len(params["generate"]["seeds"])
 
 

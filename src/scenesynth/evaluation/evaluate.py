@@ -156,7 +156,7 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
                                             HEADLINE_FILE)])
     embedded = ref_cache.embedded + gen_cache.embedded  # not in fad.json: a rerun must write the same bytes
     log.info("embeddings: %d computed, the rest from the cache %s", embedded, gen_cache.folder)
-    for line in [*left_out_lines(left_out), *metric_lines(fad, clap, conditioning, metrics_dir / "per_prompt.csv",
-                                                       table)]:
+    for line in [*metric_lines(fad, clap, conditioning, metrics_dir / "per_prompt.csv", table),
+                 *left_out_lines(left_out)]:
         print(line, flush=True)
     return {"fad": fad, "clap": clap, "per_prompt": table, "conditioning": conditioning, "embedded": embedded}

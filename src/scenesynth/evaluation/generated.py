@@ -82,11 +82,15 @@ def generated_sets(folder: str | Path, keys: list[str]) -> tuple[dict[str, dict[
 
 
 def left_out_lines(left_out: list[dict], shown: int = 10) -> list[str]:
-    """What `scenesynth evaluate` prints about the files it did not score (all are in fad.json)."""
+    """What `scenesynth evaluate` prints about what it did not score (all of it is in fad.json): each
+    audio file and folder with its reason, files that are not audio (a run's records) as one count."""
     if not left_out:
         return []
-    lines = [f"left out (not scored), {len(left_out)} file(s) or folder(s), all listed in fad.json:"]
-    lines += [f"  {item['path']}: {item['reason']}" for item in left_out[:shown]]
-    if len(left_out) > shown:
-        lines.append(f"  ... and {len(left_out) - shown} more")
+    not_audio = [item for item in left_out if item["reason"].startswith("not an audio file")]
+    listed = [item for item in left_out if not item["reason"].startswith("not an audio file")]
+    lines = [f"left out (not scored; all listed in fad.json, generated.left_out): {len(listed)} clip(s) or "
+             f"folder(s), {len(not_audio)} file(s) that are not audio"]
+    lines += [f"  {item['path']}: {item['reason']}" for item in listed[:shown]]
+    if len(listed) > shown:
+        lines.append(f"  ... and {len(listed) - shown} more")
     return lines
