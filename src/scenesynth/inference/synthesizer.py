@@ -147,8 +147,9 @@ def _warn_if_trained_with_another_overlay(model_path: Path, saved: dict, params:
     if gen_cfg["vocoder"] == "griffin_lim":
         figures += f", {gen_cfg['griffin_lim_iters']} Griffin-Lim iterations"
     hint = f"; add --overlay {trained} for the settings it was made with" if trained not in ("None", "") else ""
-    log.warning("%s was trained with overlay %s, these settings come from overlay %s: %s%s",
-                model_path, trained, used, figures, hint)
+    source = "params without an overlay" if used in ("None", "") else f"overlay {used}"
+    log.warning("%s was trained with overlay %s; these settings come from %s: %s%s",
+                model_path, trained, source, figures, hint)
 
 
 class Synthesis(NamedTuple):
