@@ -224,8 +224,9 @@ class Synthesizer:
                                  f"{self.front_end.settings.hop_length} at {self.rate} Hz); a crop is never padded")
             return float(asked)
         if configured > whole + 1e-9:
-            log.warning("%s makes %g s clips: generate.crop_seconds %g does not fit, so each clip is the whole "
-                        "%g s (--seconds chooses a shorter crop)", self.model_path, whole, configured, whole)
+            if self.format == "challenge":  # the whole clip is what `full` gives anyway
+                log.warning("%s makes %g s clips: generate.crop_seconds %g does not fit, so each clip is the "
+                            "whole %g s (--seconds chooses a shorter crop)", self.model_path, whole, configured, whole)
             return whole
         return float(configured)
 
