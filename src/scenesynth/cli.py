@@ -115,12 +115,25 @@ def cmd_generate(args: argparse.Namespace) -> None:
                      pretrained=args.pretrained)
 
 
+def check_synthesize(args: argparse.Namespace) -> None:
+    """Every argument of `synthesize` checked before --out is swept or the model loaded (main)."""
+    from scenesynth.inference.protocol import ModelFileError
+    from scenesynth.inference.synthesize import plan_synthesis
+    from scenesynth.inference.synthesizer import check_settings
+
+    params = _params(args)
+    args.plan = plan_synthesis(params, args.out, prompts=args.prompt, prompts_file=args.prompts, seed=args.seed)
+    check_settings(params, args.format, args.rerank, args.candidates, args.seconds, args.device)
+    if not Path(args.model).is_file():
+        raise ModelFileError(f"{args.model}: model file not found")
+
+
 def cmd_synthesize(args: argparse.Namespace) -> None:
     from scenesynth.inference.synthesize import synthesize
 
-    written = synthesize(_params(args), model=args.model, out_dir=args.out, prompts=args.prompt,
-                         prompts_file=args.prompts, seed=args.seed, candidates=args.candidates, format=args.format,
-                         device=args.device, rerank=args.rerank, vocoder=args.vocoder, pretrained=args.pretrained)
+    written = synthesize(_params(args), model=args.model, out_dir=args.out, candidates=args.candidates,
+                         format=args.format, device=args.device, rerank=args.rerank, vocoder=args.vocoder,
+                         seconds=args.seconds, pretrained=args.pretrained, plan=args.plan)
     for path in written:
         print(path)
 
@@ -129,7 +142,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from scenesynth.web.serve import serve
 
     serve(_params(args), model=args.model, host=args.host, port=args.port, device=args.device,
-          rerank=args.rerank, vocoder=args.vocoder, pretrained=args.pretrained)
+          rerank=args.rerank, vocoder=args.vocoder, seconds=args.seconds, pretrained=args.pretrained)
+
+
+def check_evaluate(args: argparse.Namespace) -> None:
+    """The clips and the dev set are there before the metrics folder and the cache are swept (main)."""
+    if not Path(args.generated).is_dir():
+        raise FileNotFoundError(f"{args.generated}: no folder of generated clips")
+    if not Path(args.manifest).is_file():
+        raise FileNotFoundError(f"{args.manifest}: no dev-set manifest (run the dev-set stage)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -224,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     synthesize_cmd.add_argument("--format", default=None, choices=["challenge", "full"],
                                 help="challenge: generate.crop_seconds at generate.sample_rate, 16-bit; "
                                      "full: the whole clip at the vocoder's rate (default: synthesize.format)")
+    synthesize_cmd.set_defaults(check=check_synthesize)
+    evaluate_cmd.set_defaults(check=check_evaluate)
     serve_cmd = verb("serve", cmd_serve, "a local web page: type a prompt, pick a seed, hear the clip",
                      model="model.pt (runs/train/model.pt)")
     serve_cmd.add_argument("--host", default=None, help="default: synthesize.host (this machine only)")
@@ -234,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="auto: CLAP when <pretrained>/clap_rerank is there (default: synthesize.rerank)")
         uses_model.add_argument("--vocoder", default=None, choices=["hifigan", "griffin_lim"],
                                 help="default: the one the model file names")
+        uses_model.add_argument("--seconds", type=float, default=None,
+                                help="challenge format: clip length, at most the model's clip (default: "
+                                     "generate.crop_seconds, capped at the model's clip)")
     for uses_models in (text_cmd, generate_cmd, evaluate_cmd, synthesize_cmd, serve_cmd):
         uses_models.add_argument("--pretrained", default=paths.PRETRAINED,
                                  help="folder of the fetched pre-trained models (default: %(default)s)")
@@ -264,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if getattr(args, "check", None):  # arguments first: a failing command sweeps and writes nothing
+            args.check(args)
         sweep_leftovers(*owned_outputs(args))
         args.func(args)
     except ConfigError as err:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -103,7 +104,37 @@ def test_a_flat_folder_of_another_system_s_clips_is_scored_as_one_set(tmp_path, 
     sf.write(flat / "not_a_prompt.wav", np.zeros(16000, np.float32), 32000, subtype="PCM_16")
     result = evaluate(params, flat, dev, tmp_path / "m", None, cache=tmp_path / "cache")
     assert list(result["fad"]["fad_per_seed"]) == ["all"] and result["fad"]["n_seeds"] == 1
-    assert result["fad"]["generated"]["ignored_files"] == [str(flat / "not_a_prompt.wav")]
+    assert result["fad"]["generated"]["left_out"] == [{"path": str(flat / "not_a_prompt.wav"),
+                                                       "reason": "named after no dev prompt id"}]
+
+
+def test_everything_not_scored_is_printed_and_recorded_with_its_reason(tmp_path, tiny_model, dev, capsys):
+    params = any_length(tiny_model["params"])
+    references_as_generated(dev, params, tmp_path / "gen")
+    gen = tmp_path / "gen"
+    first = sorted((gen / "seed0").glob("*.wav"))[0]
+    shutil.copy(first, gen / first.name)                          # a loose clip beside the seed folders
+    wave, rate = sf.read(first, dtype="float32")
+    sf.write(first.with_suffix(".flac"), wave * 0.1, rate)        # a second file for one prompt id
+    (gen / "notes").mkdir()                                       # a folder that is no seed
+    result = evaluate(params, gen, dev, tmp_path / "m", None, cache=tmp_path / "cache")
+    reasons = {Path(item["path"]).relative_to(gen).as_posix(): item["reason"]
+               for item in json.loads((tmp_path / "m/fad.json").read_text())["generated"]["left_out"]}
+    assert reasons == {first.name: "a clip beside seed<N>/ folders: only those are scored",
+                       f"seed0/{first.stem}.flac": f"another file for prompt id {first.stem} ({first.name} is scored)",
+                       "notes": "a folder not named seed<N>/ (not scored)"}
+    printed = capsys.readouterr().out
+    assert "left out (not scored; all listed in fad.json, generated.left_out): 3 clip(s) or folder(s), 0 file(s)" \
+           in printed and f"{first.stem}.flac: another file for prompt id" in printed
+    assert result["fad"]["n_seeds"] == len(params["generate"]["seeds"])
+
+
+def test_two_folders_of_one_seed_are_an_error_not_two_seeds(tmp_path, tiny_model, dev):
+    params = any_length(tiny_model["params"])
+    references_as_generated(dev, params, tmp_path / "gen")
+    shutil.copytree(tmp_path / "gen/seed1", tmp_path / "gen/seed01")
+    with pytest.raises(FileNotFoundError, match=r"seed01 and .*seed1: both are seed 1; keep one"):
+        evaluate(params, tmp_path / "gen", dev, tmp_path / "m", None, cache=tmp_path / "cache")
 
 
 def test_missing_or_wrong_length_clips_and_an_unavailable_embedding_fail_clearly(tmp_path, tiny_model, dev):
@@ -139,3 +170,17 @@ def test_unreadable_reference_or_training_clips_are_skipped_and_reported(tmp_pat
     assert [s["key"] for s in result["fad"]["skipped_references"]] == [dev_key]
     assert result["fad"]["n_prompts"] == int((table["split"] == "dev").sum()) - 1
     assert [s["key"] for s in result["conditioning"]["skipped_training_clips"]] == [train_key]
+
+
+def test_a_failing_evaluate_sweeps_nothing(tmp_path, monkeypatch, capsys):
+    from conftest import REPO, TINY_OVERLAY
+    from scenesynth.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    stray = tmp_path / "m" / ".fad.json.partial-abc"
+    stray.parent.mkdir()
+    stray.write_bytes(b"part")
+    assert main(["evaluate", "--params", str(REPO / "params.yaml"), "--overlay", str(TINY_OVERLAY),
+                 "--generated", "absent", "--out", "m", "--cache", "cache"]) == 1
+    assert stray.is_file(), "a failing command swept its --out"
+    assert "absent: no folder of generated clips" in capsys.readouterr().err

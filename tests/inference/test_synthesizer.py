@@ -1,6 +1,7 @@
 """The Python way in: load once, prompts and a seed in, arrays and a sample rate out, reproducibly."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -151,3 +152,95 @@ def test_the_package_exports_the_synthesizer_without_importing_it_up_front():
             "assert Synthesizer is synthesizer.Synthesizer and 'Synthesizer' in dir(scenesynth)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=venv_env(), timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# ------------------------------------------------- issue 22: what the model says, text as it looks, the API
+def test_the_clip_length_comes_from_the_model_and_a_crop_is_never_padded(tiny_model, tmp_path, caplog):
+    audio = tiny_model["params"]["audio"]
+    whole = audio["n_frames"] * audio["hop_length"] / audio["sample_rate"]  # the tiny model's 0.64 s
+    paper_crop = with_overrides(tiny_model["params"], generate={"crop_seconds": 4.0})
+    with caplog.at_level("WARNING"):
+        synth = Synthesizer(tiny_model["model"], paper_crop, device="cpu", pretrained=tmp_path)
+    out = synth("a dog barks", seed=0)
+    rate = paper_crop["generate"]["sample_rate"]
+    assert synth.seconds == whole and out.audio.shape == (1, round(whole * rate))
+    assert np.abs(out.audio[0, -rate // 10:]).max() > 0  # no tail of digital silence
+    assert "generate.crop_seconds 4 does not fit" in caplog.text
+    shorter = Synthesizer(tiny_model["model"], paper_crop, device="cpu", seconds=0.25, pretrained=tmp_path)
+    assert shorter("a dog barks", seed=0).audio.shape == (1, round(0.25 * rate))
+    with pytest.raises(ValueError, match=r"seconds 4: longer than the 0.64 s clips .*model.pt makes.*never padded"):
+        Synthesizer(tiny_model["model"], paper_crop, device="cpu", seconds=4.0, pretrained=tmp_path)
+    from scenesynth.inference.protocol import random_crops
+
+    with pytest.raises(ValueError, match="a 4 s crop of a 2 s clip"):
+        random_crops(np.ones(2000, np.float32), 1000, 4.0, 1, np.random.default_rng(0))
+
+
+def test_settings_from_another_overlay_than_the_model_s_are_announced(tiny_model, tmp_path, caplog):
+    plain = dict(tiny_model["params"], overlay=None)  # e.g. no --overlay for a model trained with one
+    with caplog.at_level("WARNING"):
+        Synthesizer(tiny_model["model"], plain, device="cpu", pretrained=tmp_path)
+    trained = tiny_model["params"]["overlay"]
+    assert f"was trained with overlay {trained}" in caplog.text and f"add --overlay {trained}" in caplog.text
+    assert f"{plain['generate']['n_candidates']} candidates" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        Synthesizer(tiny_model["model"], tiny_model["params"], device="cpu", pretrained=tmp_path)
+    assert "was trained with overlay" not in caplog.text
+
+
+@pytest.mark.parametrize("prompt, problem", [
+    ("\u200b", "invisible or unassigned character U+200B (ZERO WIDTH SPACE) at character 1"),
+    ("\ufeffa dog barks", "U+FEFF (ZERO WIDTH NO-BREAK SPACE) at character 1"),
+    ("a dog\u2060 barks", "U+2060 (WORD JOINER) at character 6"),
+    ("\u0301\u0301", "no visible character"),
+])
+def test_prompts_that_are_not_what_they_look_like_are_refused(synth, prompt, problem):
+    with pytest.raises(PromptError, match=re.escape(problem)):
+        synth(prompt, seed=0)
+
+
+def test_text_that_looks_the_same_is_the_same_prompt():
+    assert check_prompt("cafe\u0301 noise", 100) == check_prompt("caf\u00e9 noise", 100) == "caf\u00e9 noise"
+    assert check_prompt("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", 100).count("\u200c") == 1  # Persian ZWNJ
+
+
+def test_a_params_dict_takes_its_overlay_and_a_partial_one_is_named(tiny_model, tmp_path):
+    overlay = tmp_path / "three.yaml"
+    overlay.write_text("generate: {n_candidates: 3}\n")
+    synth = Synthesizer(tiny_model["model"], tiny_model["params"], overlay=overlay, device="cpu", pretrained=tmp_path)
+    assert synth.gen_cfg["n_candidates"] == 3 and len(synth("a dog barks").records[0]["scores"]) == 3
+    from scenesynth.config import ConfigError
+
+    with pytest.raises(ConfigError, match="the params dict: missing section.*generate.*load_params"):
+        Synthesizer(tiny_model["model"], {"synthesize": tiny_model["params"]["synthesize"]}, pretrained=tmp_path)
+
+
+class Payload:  # any object that is not a tensor: torch pickles it, weights_only refuses it
+    pass
+
+
+def test_a_model_file_holding_code_is_named_as_such_not_with_torch_s_advice(tiny_model, tmp_path):
+    saved = torch.load(tiny_model["model"], weights_only=True)
+    saved["extra"] = Payload()
+    torch.save(saved, tmp_path / "code.pt")
+    with pytest.raises(ModelFileError) as caught:
+        Synthesizer(tmp_path / "code.pt", tiny_model["params"], pretrained=tmp_path)
+    message = str(caught.value)
+    assert "code.pt: not loaded: it holds pickled Python objects besides weights" in message
+    assert "weights_only" not in message and "False" not in message and "\n" not in message
+    (tmp_path / "garbage.pt").write_bytes(b"<html>not a model</html>")
+    with pytest.raises(ModelFileError) as caught:
+        Synthesizer(tmp_path / "garbage.pt", tiny_model["params"], pretrained=tmp_path)
+    message = str(caught.value)
+    assert "garbage.pt: not a readable model file (UnpicklingError: Unsupported operand" in message
+    assert "weights_only" not in message and "can still be loaded" not in message
+
+
+def test_the_vocoder_loader_words_a_file_holding_code_alike(tmp_path):
+    from scenesynth.inference.hifigan import CheckpointError, _torch_load
+
+    torch.save({"generator": Payload()}, tmp_path / "generator.pt")
+    with pytest.raises(CheckpointError, match="generator.pt: not loaded: it holds pickled Python objects") as caught:
+        _torch_load(tmp_path / "generator.pt")
+    assert "weights_only" not in str(caught.value)

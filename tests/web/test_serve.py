@@ -16,7 +16,7 @@ from scenesynth.inference.synthesize import synthesize
 from scenesynth.inference.synthesizer import Synthesizer
 from scenesynth.web.serve import MAX_BODY_BYTES, build_app, make_server
 
-CLIP_SECONDS = 4.0  # the challenge's clip (the tiny config crops 0.5 s)
+CLIP_SECONDS = 0.64  # the tiny model's whole clip (the tiny config crops 0.5 s; a longer crop is refused)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +112,62 @@ def test_guards_json_only_size_cap_and_this_machine_s_names_only(server):
     assert status == 400  # DNS rebinding: a page of another site that resolves to 127.0.0.1 gets nothing
     status, _, _ = request(server + "/api/info", headers={"Host": "localhost"})
     assert status == 200
+
+
+@pytest.mark.parametrize("body, problem", [
+    (b'{"prompt": "a dog", "seed": ' + b"9" * 5001 + b"}", "not JSON this page reads"),
+    (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
+    (b'{"prompt": "a dog", "seed": 1e999}', "is not an integer"),
+    (b'["a dog", 1]', 'expected {"prompt": "...", "seed": 0}'),
+])
+def test_hostile_json_is_a_bad_request_not_a_server_error(server, body, problem):
+    status, answer, _ = request(server + "/api/synthesize", body, {"Content-Type": "application/json"})
+    error = json.loads(answer)["error"]
+    assert status == 400 and problem in error and len(error) < 300, (status, answer[:300])
+
+
+def test_ipv6_loopback_answers_the_url_it_prints(tiny_model, params, tmp_path):
+    import socket
+
+    from scenesynth.web.serve import allowed_hosts_for
+
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError as err:
+        pytest.skip(f"no IPv6 loopback here: {err}")
+    synth = Synthesizer(tiny_model["model"], params, device="cpu", pretrained=tmp_path)
+    httpd, sock = make_server(build_app(synth, allowed_hosts_for("::1")), "::1", 0)
+    thread = threading.Thread(target=httpd.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if httpd.started:
+                break
+            threading.Event().wait(0.05)
+        url = f"http://[::1]:{sock.getsockname()[1]}"
+        assert request(url + "/api/info")[0] == 200
+        assert request(url + "/api/info", headers={"Host": "attacker.example"})[0] == 400
+    finally:
+        httpd.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_sigterm_stops_the_command_cleanly_and_says_so(tiny_model, tmp_path):
+    command = [sys.executable, "-m", "scenesynth.cli", "serve", "--params", str(REPO / "params.yaml"),
+               "--overlay", str(TINY_OVERLAY), "--model", str(tiny_model["model"]), "--port", "0",
+               "--pretrained", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=venv_env())
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("scenesynth serve: open http://127.0.0.1:"), line + process.stderr.read()
+        assert request(line.split()[3].rstrip("/") + "/api/info")[0] == 200
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0 and "scenesynth serve: stopped" in out and "Traceback" not in err, (out, err)
 
 
 def test_the_command_serves_on_loopback_and_stops_cleanly_on_ctrl_c(tiny_model, tmp_path):

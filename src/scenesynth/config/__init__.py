@@ -117,6 +117,28 @@ def load_params(path: str | Path = "params.yaml", overlay: str | Path | None = N
     return params
 
 
+def complete_params(params: dict, overlay: str | Path | None = None, source: str = "the params dict") -> dict:
+    """A params dict built in code (the Python API), with ``overlay`` merged over it as load_params
+    merges one over params.yaml, then validated: a partial dict or an ignored overlay would otherwise
+    surface later as a bare KeyError or as settings the caller did not ask for."""
+    if not isinstance(params, dict):
+        raise ConfigError(f"{source}: expected a mapping of params.yaml's sections, got {type(params).__name__}")
+    params = copy.deepcopy(params)
+    if overlay not in (None, ""):
+        extra = _read_yaml(Path(overlay))
+        if "overlay" in extra:
+            raise ConfigError(f"{overlay}: an overlay may not set `overlay` itself")
+        params = deep_merge(params, extra)
+        params["overlay"] = str(overlay)
+        source = f"{source} + overlay {overlay}"
+    missing = [key for key in _validator().schema.get("required", []) if key not in params]
+    if missing:
+        raise ConfigError(f"{source}: missing section(s) {', '.join(missing)}: pass a whole params dict "
+                          f"(scenesynth.config.load_params) or the path of params.yaml")
+    validate_params(params, source)
+    return params
+
+
 def flatten(values: dict, prefix: str = "") -> dict[str, Any]:
     """{"a": {"b": 1}} -> {"a.b": 1}; lists and scalars are leaves."""
     flat: dict[str, Any] = {}

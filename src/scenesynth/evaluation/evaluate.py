@@ -14,14 +14,12 @@ number is comparable with the paper's 42.075 and the baseline's 61.276, written 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from scenesynth import paths
-from scenesynth.audio_io import AUDIO_SUFFIXES
 from scenesynth.data.manifest import read_dev_prompts
 from scenesynth.evaluation.clap_score import clap_score, not_computed
 from scenesynth.evaluation.clip_prep import ClipRecipe, prepare_clip
@@ -30,6 +28,7 @@ from scenesynth.evaluation.conditioning_score import CONDITIONING_METRICS, condi
 from scenesynth.evaluation.embedding_cache import EmbeddingCache
 from scenesynth.evaluation.embeddings import get_embedding
 from scenesynth.evaluation.headline import HEADLINE_FILE, pick, write_headline
+from scenesynth.evaluation.generated import generated_sets, left_out_lines
 from scenesynth.evaluation.frechet import frechet_distance, merged_statistics, organisers_frechet
 from scenesynth.evaluation.per_prompt import per_prompt_table
 from scenesynth.evaluation.reference import Reference, load_reference
@@ -41,26 +40,6 @@ log = logging.getLogger(__name__)
 PAPER_EMBEDDING = "panns_wavegram_logmel"
 PAPER_CLIP_SECONDS = 4.0
 SCORER_VERSION = 1  # bump when the clip preparation changes: cached embeddings are then recomputed
-_SEED_FOLDER = re.compile(r"^seed(\d+)$")
-
-
-def generated_sets(folder: Path, keys: list[str]) -> tuple[dict[str, dict[str, Path]], list[str]]:
-    """{seed: {prompt id: clip}} and the audio files named after no dev prompt (left out, listed).
-    ``seed<N>/`` folders are one set each; a folder without them is one set, labelled "all"."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no folder of generated clips")
-    seeds = sorted((d for d in folder.iterdir() if d.is_dir() and _SEED_FOLDER.match(d.name)),
-                   key=lambda d: int(d.name[4:]))
-    sets, ignored = {}, []
-    for label, sub in ({d.name[4:]: d for d in seeds} or {"all": folder}).items():
-        files = {p.stem: p for p in sorted(sub.iterdir()) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
-        missing = [k for k in keys if k not in files]
-        if missing:
-            raise FileNotFoundError(f"{sub / (missing[0] + '.wav')}: generated clip missing ({len(missing)} of "
-                                    f"{len(keys)} prompts); run the generate stage, or name each clip after its prompt id")
-        sets[label] = {k: files[k] for k in keys}
-        ignored += [str(p) for stem, p in files.items() if stem not in set(keys)]
-    return sets, ignored
 
 
 def fad_metrics(params: dict, dev: pd.DataFrame, reference: Reference, generated: dict[str, dict[str, np.ndarray]]
@@ -130,7 +109,7 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
     ref_cache = EmbeddingCache(cache, embedding, identity, lambda p: prepare_clip(p, ClipRecipe()))
     reference = load_reference(manifest, dev, embedding, ref_cache)
     scored = dev if reference.kind != "audio" else dev[dev["key"].isin(reference.keys)].reset_index(drop=True)
-    sets, ignored = generated_sets(generated, list(scored["key"]))
+    sets, left_out = generated_sets(generated, list(scored["key"]))
     gen_cache = EmbeddingCache(cache, embedding, identity, lambda p: prepare_clip(p, recipe))
     vectors = {seed: dict(zip(clips, gen_cache.embeddings(list(clips.values())))) for seed, clips in sets.items()}
 
@@ -144,7 +123,7 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
                    "statistics": "mean and covariance (n - 1), merged file by file",
                    "fd": "trace sqrt from eigenvalues; sqrtm cross-check; 1e-6 on the diagonals if not finite",
                    "organisers_resampler": "torchaudio Kaiser sinc (docs/paper.md section 6)"},
-        "generated": {"folder": str(generated), "seeds": list(sets), "ignored_files": ignored},
+        "generated": {"folder": str(generated), "seeds": list(sets), "left_out": left_out},
         "skipped_references": reference.skipped,
         "stand_ins": stand_ins(params)})
     captions = dict(zip(scored["key"], scored["caption"]))
@@ -177,6 +156,7 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
                                             HEADLINE_FILE)])
     embedded = ref_cache.embedded + gen_cache.embedded  # not in fad.json: a rerun must write the same bytes
     log.info("embeddings: %d computed, the rest from the cache %s", embedded, gen_cache.folder)
-    for line in metric_lines(fad, clap, conditioning, metrics_dir / "per_prompt.csv", table):
+    for line in [*metric_lines(fad, clap, conditioning, metrics_dir / "per_prompt.csv", table),
+                 *left_out_lines(left_out)]:
         print(line, flush=True)
     return {"fad": fad, "clap": clap, "per_prompt": table, "conditioning": conditioning, "embedded": embedded}

@@ -35,6 +35,7 @@ from scenesynth import paths
 from scenesynth.audio_io import waveform
 from scenesynth.fetch.download import sha256_file
 from scenesynth.pretrained.models import MissingPretrained, fetch_hint
+from scenesynth.utils.torch_files import holds_code, holds_code_message, unreadable_detail
 
 __all__ = [
     "DEFAULT_PANNS_CHECKPOINT",
@@ -345,8 +346,10 @@ def load_panns(
     try:
         content = _torch_load(path)
     except Exception as err:  # torch raises several types for corrupt or foreign files
+        if holds_code(err):
+            raise PannsCheckpointError(f"{holds_code_message(path)}; {refetch}") from err
         raise PannsCheckpointError(f"{path}: not a checkpoint readable with torch.load(weights_only=True) "
-                                   f"({type(err).__name__}: {str(err).splitlines()[0]}); {refetch}") from err
+                                   f"({unreadable_detail(err)}); {refetch}") from err
     if not isinstance(content, dict) or not isinstance(content.get("model"), dict):
         found = sorted(content)[:8] if isinstance(content, dict) else type(content).__name__
         raise PannsCheckpointError(f"{path}: expected a dict whose 'model' entry is the state dict (the "

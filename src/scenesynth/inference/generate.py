@@ -49,7 +49,7 @@ def generate_dev_set(params: dict, model_path: str | Path, manifest: str | Path,
     gen_cfg = params["generate"]
     synth = Synthesizer(model_path, params, device=inference_device(params), vocoder=gen_cfg["vocoder"],
                         rerank=gen_cfg["rerank"], candidates=gen_cfg["n_candidates"], format="challenge",
-                        pretrained=pretrained)
+                        seconds=gen_cfg["crop_seconds"], pretrained=pretrained)  # scored at this length: never capped
     dev = read_dev_prompts(manifest)
     out_dir = Path(out_dir)
     _discard_stale_outputs(out_dir, [Path(model_path), Path(manifest)],

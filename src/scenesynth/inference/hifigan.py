@@ -40,6 +40,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from scenesynth import paths
 from scenesynth.pretrained.models import MissingPretrained, fetch_hint
+from scenesynth.utils.torch_files import holds_code, holds_code_message, unreadable_detail
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +208,10 @@ def _torch_load(path: Path) -> Any:
                 raise
             return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as err:
+        if not holds_code(err):
+            raise CheckpointError(f"{path}: not a readable torch checkpoint ({unreadable_detail(err)})") from err
         raise CheckpointError(
-            f"{path}: torch.load(weights_only=True) refuses it ({str(err).splitlines()[0]}): the file pickles "
-            "Python objects besides tensors, and this project never unpickles code. Extract the vocoder once, "
+            f"{holds_code_message(path)}. Extract the vocoder once, "
             "in an environment you trust, into format (a): torch.save({'generator': state_dict}) plus its "
             "config.json.") from err
     except Exception as err:  # truncated or not a torch file at all

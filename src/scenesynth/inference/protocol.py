@@ -9,6 +9,7 @@ prompt (synthesizer.py) go through these functions, so there is one protocol, no
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from scenesynth.inference.griffin_lim import griffin_lim
 from scenesynth.inference.hifigan import load_hifigan
 from scenesynth.inference.rerank import ClapReranker
 from scenesynth.models import build_models
+from scenesynth.utils.torch_files import holds_code, holds_code_message, unreadable_detail
 
 MODEL_KEYS = ("generator", "discriminator", "model", "audio", "text", "step", "stand_ins")
 
@@ -35,8 +37,7 @@ class VocoderMismatch(ValueError):
 
 
 def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+    return unreadable_detail(err, 200)
 
 
 def load_model(model_path: str | Path, device: torch.device):
@@ -49,6 +50,11 @@ def load_model(model_path: str | Path, device: torch.device):
         raise ModelFileError(f"{model_path}: model file not found")
     try:
         saved = torch.load(model_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if holds_code(err):  # torch's own text goes on to suggest weights_only=False: not quoted
+            raise ModelFileError(f"{holds_code_message(model_path)}; a model that `scenesynth train` exported "
+                                 f"holds weights and settings only") from err
+        raise ModelFileError(f"{model_path}: not a readable model file ({_one_line(err)})") from err
     except Exception as err:  # noqa: BLE001 - torch's unpickler fails on foreign bytes with any error type
         raise ModelFileError(f"{model_path}: not a readable model file ({_one_line(err)})") from err
     missing = [key for key in MODEL_KEYS if not isinstance(saved, dict) or key not in saved]
@@ -96,9 +102,12 @@ def discriminator_scores(discriminator, mels: torch.Tensor, text) -> torch.Tenso
 
 
 def random_crops(wave: np.ndarray, rate: int, seconds: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` random `seconds` crops [n, samples] (zero-padded if the clip is shorter)."""
+    """``n`` random `seconds` crops [n, samples]. A crop longer than the clip is an error: padding would
+    hand the user digital silence as part of the clip they asked for."""
     n_crop = int(round(seconds * rate))
-    wave = np.pad(wave, (0, max(0, n_crop - len(wave))))
+    if n_crop > len(wave):
+        raise ValueError(f"a {seconds:g} s crop of a {len(wave) / rate:g} s clip: generate.crop_seconds is longer "
+                         f"than the model's clips (crops are never padded)")
     starts = rng.integers(0, len(wave) - n_crop + 1, size=n)
     return np.stack([wave[s : s + n_crop] for s in starts])
 

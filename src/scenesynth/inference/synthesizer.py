@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from scenesynth import paths
-from scenesynth.config import load_params
+from scenesynth.config import complete_params, load_params
 from scenesynth.features.mel import MelFrontEnd
 from scenesynth.fetch.download import sha256_file
 from scenesynth.inference.protocol import (ModelFileError, VocoderMismatch, best_candidate, load_model,
@@ -46,20 +46,36 @@ class PromptError(ValueError):
     """A prompt that cannot be synthesised (empty, too long, control characters); the message says which."""
 
 
+# Invisible format characters that change a prompt's bytes (and so its clip) without changing how it
+# looks: refused by name. ZWJ and ZWNJ are kept: scripts such as Persian and Devanagari spell with them.
+_SPELLING_FORMAT_CHARS = {"\u200c", "\u200d"}
+_VISIBLE = ("L", "N", "P", "S")  # Unicode major categories of characters that show: letters, numbers, ...
+
+
 def check_prompt(prompt, max_chars: int, label: str = "the prompt") -> str:
-    """The prompt without surrounding white space, or a PromptError that names the problem in one line
-    (never echoing a huge or unprintable prompt back)."""
+    """The prompt as it is used (NFC, without surrounding white space), or a PromptError that names the
+    problem in one line (never echoing a huge or unprintable prompt back).
+
+    What looks the same must be the same request: composed and decomposed accents are unified (NFC);
+    control characters, invisible format characters (zero-width space, a byte-order mark) and a prompt
+    with nothing visible in it are refused, since they would make a different clip of the same text."""
     if not isinstance(prompt, str):
         raise PromptError(f"{label} is not text but {type(prompt).__name__}")
-    text = prompt.strip()
+    text = unicodedata.normalize("NFC", prompt).strip()
     if not text:
         raise PromptError(f"{label} is empty")
     if len(text) > max_chars:
         raise PromptError(f"{label} has {len(text)} characters; at most {max_chars} are accepted "
                           f"(synthesize.max_prompt_chars; the text encoder reads its first tokens only)")
     for position, char in enumerate(text, start=1):
-        if unicodedata.category(char) == "Cc":
+        category = unicodedata.category(char)
+        if category == "Cc":
             raise PromptError(f"{label} contains the control character U+{ord(char):04X} at character {position}")
+        if category in ("Cf", "Co", "Cn", "Cs") and char not in _SPELLING_FORMAT_CHARS:
+            raise PromptError(f"{label} contains the invisible or unassigned character U+{ord(char):04X} "
+                              f"({unicodedata.name(char, 'unnamed')}) at character {position}")
+    if not any(unicodedata.category(char)[0] in _VISIBLE for char in text):
+        raise PromptError(f"{label} has no visible character (only spaces or marks)")
     return text
 
 
@@ -89,6 +105,22 @@ def _choose(value, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
+def check_settings(params: dict, format: str | None = None, rerank: str | None = None, candidates: int | None = None,
+                   seconds: float | None = None, device: str | torch.device | None = None):
+    """(format, re-ranker, candidates, device) as asked or from params, each checked without loading
+    anything: the CLI calls this before it sweeps or writes (cli.py), the Synthesizer before it loads."""
+    cfg = params["synthesize"]
+    chosen_format = _choose(format or cfg["format"], FORMATS, "format")
+    chosen_rerank = _choose(rerank or cfg["rerank"], RERANKERS, "re-ranker")
+    n_candidates = params["generate"]["n_candidates"] if candidates is None else candidates
+    if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
+        raise ValueError(f"candidates must be a whole number >= 1, got {n_candidates!r}")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not 0 < seconds < float("inf")):
+        raise ValueError(f"seconds must be a positive number, got {str(seconds)[:40]!r}")
+    return chosen_format, chosen_rerank, n_candidates, resolve_device(device or cfg["device"])
+
+
 def recorded_vocoder(saved: dict) -> str | None:
     """The vocoder the model's front end was made for, as its file names it: `vocoder`, or among the
     stand-ins for files exported before that key existed."""
@@ -102,6 +134,22 @@ def model_vocoder(saved: dict, model_path: str | Path) -> str:
         raise ModelFileError(f"{model_path}: the model file does not say which vocoder its front end is for; "
                              f"name one (--vocoder, or vocoder= in Python: {', '.join(VOCODERS)})")
     return name
+
+
+def _warn_if_trained_with_another_overlay(model_path: Path, saved: dict, params: dict, gen_cfg: dict) -> None:
+    """The model file records the overlay it was trained with; the protocol's settings (candidates,
+    Griffin-Lim iterations) come from the params in use. Say so when the two differ, with the figures."""
+    trained = str((saved.get("stand_ins") or {}).get("overlay"))
+    used = str(params.get("overlay"))
+    if trained == used:
+        return
+    figures = f"{gen_cfg['n_candidates']} candidates"
+    if gen_cfg["vocoder"] == "griffin_lim":
+        figures += f", {gen_cfg['griffin_lim_iters']} Griffin-Lim iterations"
+    hint = f"; add --overlay {trained} for the settings it was made with" if trained not in ("None", "") else ""
+    source = "params without an overlay" if used in ("None", "") else f"overlay {used}"
+    log.warning("%s was trained with overlay %s; these settings come from %s: %s%s",
+                model_path, trained, source, figures, hint)
 
 
 class Synthesis(NamedTuple):
@@ -125,15 +173,12 @@ class Synthesizer:
     def __init__(self, model: str | Path, params: Mapping | str | Path = "params.yaml", *,
                  overlay: str | Path | None = None, device: str | torch.device | None = None,
                  vocoder: str | None = None, rerank: str | None = None, candidates: int | None = None,
-                 format: str | None = None, pretrained: str | Path = paths.PRETRAINED):
-        params = dict(params) if isinstance(params, Mapping) else load_params(params, overlay)
+                 format: str | None = None, seconds: float | None = None, pretrained: str | Path = paths.PRETRAINED):
+        params = (complete_params(dict(params), overlay) if isinstance(params, Mapping)
+                  else load_params(params, overlay))
         cfg, gen_cfg = params["synthesize"], params["generate"]
-        self.format = _choose(format or cfg["format"], FORMATS, "format")
-        rerank = _choose(rerank or cfg["rerank"], RERANKERS, "re-ranker")
-        n_candidates = gen_cfg["n_candidates"] if candidates is None else candidates
-        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
-            raise ValueError(f"candidates must be a whole number >= 1, got {n_candidates!r}")
-        self.device = resolve_device(device or cfg["device"])
+        self.format, rerank, n_candidates, self.device = check_settings(params, format, rerank, candidates, seconds,
+                                                                        device)
         self.max_prompt_chars, self.default_seed = cfg["max_prompt_chars"], cfg["seed"]
         self.pretrained, self.model_path = Path(pretrained), Path(model)
 
@@ -147,7 +192,9 @@ class Synthesizer:
         if rerank == "auto":
             clap_missing = missing_model_files(self.pretrained / "clap_rerank", need_audio=True)
             rerank = "discriminator" if clap_missing else "clap"
-        self.gen_cfg = {**gen_cfg, "vocoder": vocoder, "rerank": rerank, "n_candidates": n_candidates}
+        self.gen_cfg = {**gen_cfg, "vocoder": vocoder, "rerank": rerank, "n_candidates": n_candidates,
+                        "crop_seconds": self._crop_seconds(gen_cfg["crop_seconds"], seconds)}
+        _warn_if_trained_with_another_overlay(self.model_path, saved, params, self.gen_cfg)
         self.prompts = PromptEncoder(saved["text"], self.pretrained / "clap_text", str(self.device))
         self.reranker = make_reranker(self.gen_cfg, self.pretrained, self.device)
         try:
@@ -158,6 +205,30 @@ class Synthesizer:
         log.info("loaded %s (step %s, %s text encoder) on %s: %s vocoder, %s re-ranking of %d candidates, %s format",
                  self.model_path, saved["step"], saved["text"]["encoder"], self.device, vocoder, rerank, n_candidates,
                  self.format)
+
+    @property
+    def model_seconds(self) -> float:
+        """Length of the clips the model makes (its front end's window)."""
+        settings = self.front_end.settings
+        return settings.n_frames * settings.hop_length / self.rate
+
+    def _crop_seconds(self, configured: float, asked: float | None) -> float:
+        """The challenge crop: ``asked`` (--seconds) when it fits the model's clip, an error when it does
+        not (a crop is never padded with silence); unasked, generate.crop_seconds capped at the model's
+        clip, which the model file's front end fixes (the demo's model makes 2.56 s, not the paper's 4 s)."""
+        whole = self.model_seconds
+        if asked is not None:
+            if asked > whole + 1e-9:
+                raise ValueError(f"seconds {asked:g}: longer than the {whole:g} s clips {self.model_path} makes "
+                                 f"(its front end: {self.front_end.settings.n_frames} frames of hop "
+                                 f"{self.front_end.settings.hop_length} at {self.rate} Hz); a crop is never padded")
+            return float(asked)
+        if configured > whole + 1e-9:
+            if self.format == "challenge":  # the whole clip is what `full` gives anyway
+                log.warning("%s makes %g s clips: generate.crop_seconds %g does not fit, so each clip is the "
+                            "whole %g s (--seconds chooses a shorter crop)", self.model_path, whole, configured, whole)
+            return whole
+        return float(configured)
 
     @property
     def sample_rate(self) -> int:

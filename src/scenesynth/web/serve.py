@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -28,9 +29,8 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from scenesynth import paths
@@ -41,7 +41,8 @@ from scenesynth.report.pages import logmel_image, mel_pair_png
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("page.html")
 MAX_BODY_BYTES = 64 * 1024
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+BAD_REQUEST = 'expected {"prompt": "...", "seed": 0}'
 
 
 def _data_uri(kind: str, data: bytes) -> str:
@@ -75,6 +76,45 @@ def _error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
 
 
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port: ``[::1]:8765`` -> ``::1``, ``localhost:80`` -> ``localhost``
+    (Starlette's own check cuts at the first colon, so an IPv6 address never matched)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.index("]")] if "]" in header else ""
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class HostGuard:
+    """Answer only requests whose Host header names one of ``allowed`` ("*": any): a web site whose name
+    resolves to this machine (DNS rebinding) is refused with 400."""
+
+    def __init__(self, app, allowed: tuple[str, ...]):
+        self.app, self.allowed = app, None if "*" in allowed else {name.lower() for name in allowed}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and self.allowed is not None:
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if host_name(host) not in self.allowed:
+                await PlainTextResponse("Invalid host header", status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def parse_request(body: bytes) -> tuple[object, object]:
+    """(prompt, seed) of a request body, or a ValueError that says what is wrong with it in one line.
+    Hostile JSON (a number of thousands of digits, thousands of nested brackets) is a bad request too."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise ValueError(f"{BAD_REQUEST}: the JSON is nested too deeply") from None
+    except ValueError as err:  # also UnicodeDecodeError and Python's limit on digits of an integer
+        raise ValueError(f"{BAD_REQUEST}: not JSON this page reads ({str(err)[:80]})") from None
+    if not isinstance(data, dict) or "prompt" not in data:
+        raise ValueError(BAD_REQUEST)
+    return data["prompt"], data.get("seed")
+
+
 def build_app(synth: Synthesizer, allowed_hosts: list[str] | tuple[str, ...] = LOOPBACK_HOSTS) -> Starlette:
     studio = Studio(synth)
 
@@ -93,10 +133,9 @@ def build_app(synth: Synthesizer, allowed_hosts: list[str] | tuple[str, ...] = L
             if len(body) > MAX_BODY_BYTES:
                 return _error(f"request larger than {MAX_BODY_BYTES} bytes", 413)
         try:
-            data = json.loads(body)
-            prompt, seed = data["prompt"], data.get("seed")
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, KeyError):
-            return _error('expected {"prompt": "...", "seed": 0}', 400)
+            prompt, seed = parse_request(body)
+        except ValueError as err:
+            return _error(str(err), 400)
         try:
             return JSONResponse(await run_in_threadpool(studio.make, prompt, seed))
         except ValueError as err:  # the prompt or the seed: the message says which and why
@@ -106,7 +145,15 @@ def build_app(synth: Synthesizer, allowed_hosts: list[str] | tuple[str, ...] = L
             return _error(f"synthesis failed: {err}", 500)
 
     routes = [Route("/", page), Route("/api/info", info), Route("/api/synthesize", make, methods=["POST"])]
-    return Starlette(routes=routes, middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))])
+    return Starlette(routes=routes, middleware=[Middleware(HostGuard, allowed=tuple(allowed_hosts))])
+
+
+class _Stopped(Exception):
+    """SIGTERM arrived: uvicorn has shut down; serve() says so and returns."""
+
+
+def _stop(signum, frame):
+    raise _Stopped
 
 
 def make_server(app: Starlette, host: str, port: int) -> tuple[uvicorn.Server, socket.socket]:
@@ -121,26 +168,32 @@ def make_server(app: Starlette, host: str, port: int) -> tuple[uvicorn.Server, s
 
 def allowed_hosts_for(host: str) -> tuple[str, ...]:
     """Loopback: only this machine's names. Another address is the user's explicit choice to share it."""
-    return LOOPBACK_HOSTS if host in (*LOOPBACK_HOSTS, "::1") else ("*",)
+    return LOOPBACK_HOSTS if host in LOOPBACK_HOSTS else ("*",)
 
 
 def serve(params: dict, model: str | Path, host: str | None = None, port: int | None = None,
           device: str | None = None, rerank: str | None = None, vocoder: str | None = None,
-          pretrained: str | Path = paths.PRETRAINED) -> None:
-    """Load the model, serve the page until Ctrl-C (or SIGTERM), then shut down cleanly."""
+          seconds: float | None = None, pretrained: str | Path = paths.PRETRAINED) -> None:
+    """Load the model, serve the page until Ctrl-C (or SIGTERM), then shut down cleanly and say so."""
     cfg = params["synthesize"]
     host = host or cfg["host"]
     port = cfg["port"] if port is None else port
-    synth = Synthesizer(model, params, device=device, rerank=rerank, vocoder=vocoder, pretrained=pretrained)
+    synth = Synthesizer(model, params, device=device, rerank=rerank, vocoder=vocoder, seconds=seconds,
+                        pretrained=pretrained)
     server, sock = make_server(build_app(synth, allowed_hosts_for(host)), host, port)
-    if host not in (*LOOPBACK_HOSTS, "::1"):
+    if host not in LOOPBACK_HOSTS:
         log.warning("serving on %s: anyone who can reach this machine can use the page", host)
     shown = f"[{host}]" if ":" in host else host
     print(f"scenesynth serve: open http://{shown}:{sock.getsockname()[1]}/ (Ctrl-C stops)", flush=True)
+    # uvicorn shuts down gracefully on Ctrl-C and SIGTERM, then re-raises the signal it caught under the
+    # handler that was there before: Python's for Ctrl-C (KeyboardInterrupt), ours for SIGTERM (the
+    # default one would end the process before the "stopped" line).
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
         server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn has shut down gracefully, then re-raises the Ctrl-C it caught
+    except (KeyboardInterrupt, _Stopped):
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         sock.close()
     print("scenesynth serve: stopped", flush=True)
