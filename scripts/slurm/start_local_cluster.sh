@@ -116,9 +116,10 @@ SwitchType=switch/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
-# Finished jobs stay visible to squeue this long (no slurmdbd, so no sacct);
+# Finished jobs stay visible to squeue this long (no slurmdbd, so no sacct): the whole test run,
+# whose training alone spans several time-limited jobs;
 # the Snakemake plugin needs at least 3x its first status-check delay.
-MinJobAge=600
+MinJobAge=3600
 ReturnToService=2
 $NODE_LINE NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=$PARTITION Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
