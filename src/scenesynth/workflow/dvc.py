@@ -71,7 +71,8 @@ DVC_STAGES: dict[str, DvcStage] = {
     "report_assets": DvcStage(("report_assets",), (f"{paths.REPORT}/metrics.html",), ("report.smk",),
                               deps=(paths.GENERATED, paths.DEV, f"{paths.METRICS}/fad.json",
                                     f"{paths.METRICS}/clap_score.json", f"{paths.METRICS}/per_prompt.csv",
-                                    f"{paths.METRICS}/conditioning.json", "workflow/report"),
+                                    f"{paths.METRICS}/conditioning.json", f"{paths.METRICS}/train.json",
+                                    "workflow/report"),
                               outs={paths.REPORT: {}},
                               comment="The listening report's pages; `snakemake --report report.html` then embeds them."),
 }
