@@ -336,3 +336,26 @@ def test_training_logs_to_an_mlflow_tracking_server(tmp_path, tiny_params, tiny_
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def _train_with_evaluation(rank, params, shards, text, run, inputs):
+    loop.train(params, shards, text, run, run / "m.json", evaluation=inputs)
+
+
+def test_under_ddp_rank_0_evaluates_and_the_other_rank_waits_for_it(tmp_path, settings, one_shard, tiny_data,
+                                                                    tiny_params):
+    """2 ranks, an evaluation at steps 2 and 4: rank 0 alone scores and writes; nobody deadlocks
+    (run_ranks returns only when both ranks have finished training)."""
+    from scenesynth.data.dev_set import build_dev_set
+    from scenesynth.training.periodic_eval import EVAL_FILE, EvalInputs
+
+    build_dev_set(tiny_params, tmp_path / "dev", raw_manifest=tiny_data["raw"])
+    inputs = EvalInputs(tmp_path / "dev" / "manifest.parquet", tiny_data["raw"], tmp_path / "pretrained",
+                        tmp_path / "cache")
+    run = tmp_path / "run"
+    run_ranks(_train_with_evaluation, with_overrides(settings["two"], train={"eval_every": HALF}), one_shard,
+              tiny_data["text"], run, inputs)
+    record = json.loads((run / "checkpoints" / EVAL_FILE).read_text())
+    assert [e["step"] for e in record["history"]] == [HALF, STEPS]
+    assert json.loads((run / "m.json").read_text())["best_step"] == record["best"]["step"]
+    assert not list((run / "checkpoints").glob(".eval*"))  # the temporary clips are gone

@@ -103,3 +103,15 @@ def test_settings_evaluation_cannot_honour_fail_before_training(tmp_path, tiny_m
     missing = EvalInputs(tmp_path / "nowhere" / "manifest.parquet", None, tmp_path, tmp_path)
     with pytest.raises(FileNotFoundError, match="run the dev_set stage first"):
         run(params, tiny_data, tmp_path, missing)
+
+
+def test_eval_fad_false_reads_the_generator_s_log_mels_only(tmp_path, tiny_model, tiny_data, eval_inputs):
+    params = with_overrides(tiny_model["params"], train={"eval_every": 4, "eval_fad": False,
+                                                         "select_by": {"metric": "cond_fg_accuracy", "mode": "max"}})
+    summary = run(params, tiny_data, tmp_path, eval_inputs)
+    (entry,) = summary["eval_history"]
+    assert entry["step"] == 4 and "cond_fg_accuracy" in entry and "cond_diversity" in entry
+    assert "fad_mean" not in entry and summary["best_step"] == 4
+    params = with_overrides(params, train={"select_by": {"metric": "fad_mean", "mode": "min"}})
+    with pytest.raises(ValueError, match="train.eval_fad is false"):
+        run(params, tiny_data, tmp_path / "again", eval_inputs)

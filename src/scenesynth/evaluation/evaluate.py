@@ -186,10 +186,22 @@ class Scorer:
             flat.update(fad_boot_std=boot["std"], fad_ci_low=boot["interval"][0], fad_ci_high=boot["interval"][1])
         if clap["computed"]:
             flat.update(clap_score_mean=clap["clap_score_mean"], clap_score_std=clap["clap_score_std"])
-        if cond is not None:  # the MLflow names of conditioning.json's numbers; absent parts (no audio reading) left out
-            flat.update({name: value for name, dotted in CONDITIONING_METRICS.items()
-                         if (value := pick(cond, dotted)) is not None})
+        if cond is not None:
+            flat.update(_conditioning_flat(cond))
         return {"fad": fad, "clap": clap, "conditioning": conditioning, "per_prompt": table, "flat": flat}
+
+    def mel_reading(self, model: str | Path) -> dict[str, float]:
+        """The conditioning score's mel reading and diversity alone (no clips, no vocoder), under its
+        MLflow names; {} without labels."""
+        if self.real is None:
+            return {}
+        cond, _ = conditioning_metrics(self.params, self.real, self.dev, {}, model, self.pretrained, audio=False)
+        return _conditioning_flat(cond)
+
+
+def _conditioning_flat(cond: dict) -> dict[str, float]:
+    """conditioning.json's numbers under their MLflow names; absent parts (no audio reading) left out."""
+    return {name: value for name, dotted in CONDITIONING_METRICS.items() if (value := pick(cond, dotted)) is not None}
 
 
 def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,

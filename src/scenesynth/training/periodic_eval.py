@@ -7,7 +7,8 @@ from it (its own code, first generation seed only) and the evaluate stage's `Sco
 FAD (and its bootstrap spread), the CLAP score where it is on, and where the data has labels the
 conditioning score's mel reading and diversity (its Griffin-Lim audio reading is left out: its
 readers are refitted on resynthesised clips every time, and the mel reading is the headline).
-There is no second implementation of either stage here.
+There is no second implementation of either stage here. `train.eval_fad: false` (the demo's)
+makes no clips: only the generator's log-mels are read (the mel reading), which needs no vocoder.
 
 What each evaluation leaves:
 - MLflow metrics ``eval_<name>`` at the training step (``<name>`` = the evaluate stage's MLflow
@@ -91,6 +92,8 @@ def check_settings(params: dict, inputs: EvalInputs | None) -> None:
     if not train["eval_every"] or inputs is None:
         return
     metric = train["select_by"]["metric"]
+    if not metric.startswith("cond_") and not train["eval_fad"]:
+        raise ValueError(f"train.select_by.metric is {metric} but train.eval_fad is false (the mel reading only)")
     if metric.startswith("cond_") and not cfg["conditioning"]:
         raise ValueError(f"train.select_by.metric is {metric} but evaluate.conditioning is false")
     if metric.startswith("clap_") and not cfg["clap_score"]:
@@ -170,13 +173,16 @@ class PeriodicEval:
         with tempfile.TemporaryDirectory(prefix=".eval.partial-", dir=self.folder) as tmp:
             model = Path(tmp) / "model.pt"
             self.export(model)
-            generate_dev_set(params, model, self.inputs.manifest, Path(tmp) / "clips", self.inputs.pretrained)
             scorer = self.scorer()
-            sets, _ = generated_sets(Path(tmp) / "clips", scorer.keys)
-            try:
-                flat = scorer.score(sets, model)["flat"]
-            finally:
-                shutil.rmtree(self.folder / ".eval-embeddings", ignore_errors=True)  # this step's clips only
+            if not self.params["train"]["eval_fad"]:  # the generator's log-mels only: no clips, no vocoder
+                flat = scorer.mel_reading(model)
+            else:
+                generate_dev_set(params, model, self.inputs.manifest, Path(tmp) / "clips", self.inputs.pretrained)
+                sets, _ = generated_sets(Path(tmp) / "clips", scorer.keys)
+                try:
+                    flat = scorer.score(sets, model)["flat"]
+                finally:
+                    shutil.rmtree(self.folder / ".eval-embeddings", ignore_errors=True)  # this step's clips only
             metric, mode = self.select_by["metric"], self.select_by["mode"]
             if metric not in flat:
                 raise ValueError(f"train.select_by.metric {metric} was not measured (measured: {', '.join(flat)})")
