@@ -13,6 +13,7 @@ a paper-size generation per prompt (10 candidates, HiFi-GAN, CLAP re-ranking) ta
 docs/benchmarks.md (their own scripts, same machine, `--paper-step-s` / `--paper-prompt-s`).
 
     python benchmarks/periodic_eval.py                 # demo: 60 training steps, 2 evaluations
+    python benchmarks/periodic_eval.py --eval-fad      # the same with the clips and the FAD (eval_fad: true)
     python benchmarks/periodic_eval.py --json
 """
 
@@ -59,6 +60,7 @@ def timed(store: dict, name: str, owner, attr: str):
 def demo_costs(args) -> dict:
     params = load_params(REPO / "params.yaml", REPO / args.overlay)
     params["mlflow"]["tracking_uri"] = "sqlite:///" + str(Path(tempfile.mkdtemp()) / "mlflow.db")
+    params["train"]["eval_fad"] = params["train"]["eval_fad"] or args.eval_fad
     data = REPO / "data"
     inputs = EvalInputs(data / "dev" / "manifest.parquet", data / "raw" / "manifest.parquet", data / "pretrained",
                         data / "cache" / "embeddings")
@@ -90,7 +92,8 @@ def demo_costs(args) -> dict:
                 undo()
     every = params["train"]["eval_every"]
     warm = runs[-1]["seconds"]
-    return {"overlay": args.overlay, "train_steps": params["train"]["steps"], "eval_every": every,
+    return {"overlay": args.overlay, "eval_fad": params["train"]["eval_fad"], "train_steps": params["train"]["steps"],
+            "eval_every": every,
             "s_per_step": step_s, "eval_runs": runs, "eval_cold_s": runs[0]["seconds"], "eval_warm_s": warm,
             "evaluations": params["train"]["steps"] // every,
             "fraction": (runs[0]["seconds"] + warm * (params["train"]["steps"] // every - 1))
@@ -115,16 +118,17 @@ def paper_parts(args) -> dict:
         for _ in range(args.panns_clips):
             net(clip)
     panns_s = (time.perf_counter() - started) / args.panns_clips
-    eval_s = PAPER_PROMPTS * (args.paper_prompt_s + panns_s) + fad_s + boot_s
+    eval_s = PAPER_PROMPTS * (args.paper_prompt_s + panns_s) + fad_s + args.sqrtm_s + boot_s
     train_s = PAPER_EVERY * args.paper_step_s
     return {"fad_2048_s": fad_s, "bootstrap_1000_s": boot_s, "panns_clip_s": panns_s,
-            "paper_prompt_s": args.paper_prompt_s, "paper_step_s": args.paper_step_s,
+            "paper_prompt_s": args.paper_prompt_s, "paper_step_s": args.paper_step_s, "sqrtm_s": args.sqrtm_s,
             "eval_s": eval_s, "train_between_evals_s": train_s, "fraction": eval_s / train_s}
 
 
 def print_table(result: dict) -> None:
     demo, paper = result["demo"], result["paper"]
-    print(f"Demo ({demo['overlay']}): {demo['s_per_step']:.3f} s per training step; eval_every {demo['eval_every']}"
+    print(f"Demo ({demo['overlay']}, eval_fad {demo['eval_fad']}): {demo['s_per_step']:.3f} s per training step; "
+          f"eval_every {demo['eval_every']}"
           f" -> {demo['evaluations']} evaluations in {demo['train_steps']} steps")
     print("\n| evaluation | seconds | " + " | ".join(demo["eval_runs"][0]["parts"]) + " |")
     print("| --- | --- |" + " --- |" * len(demo["eval_runs"][0]["parts"]))
@@ -134,7 +138,8 @@ def print_table(result: dict) -> None:
     print(f"\nDemo: evaluation / training time = {demo['fraction']:.1%} (1 cold + {demo['evaluations'] - 1} warm "
           f"evaluations against {demo['train_steps']} steps)")
     print(f"\nPaper (estimate): {PAPER_PROMPTS} prompts x ({paper['paper_prompt_s']:.0f} s generation + "
-          f"{paper['panns_clip_s']:.2f} s PANNs) + FAD {paper['fad_2048_s']:.2f} s + bootstrap "
+          f"{paper['panns_clip_s']:.2f} s PANNs) + FAD {paper['fad_2048_s']:.2f} s + sqrtm check "
+          f"{paper['sqrtm_s']:.0f} s + bootstrap "
           f"{paper['bootstrap_1000_s']:.2f} s = {paper['eval_s'] / 3600:.1f} h per evaluation; "
           f"{PAPER_EVERY} steps x {paper['paper_step_s']:.0f} s = {paper['train_between_evals_s'] / 3600:.0f} h of "
           f"training between evaluations -> {paper['fraction']:.1%}")
@@ -150,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="paper-size step, batch 16 (docs/benchmarks.md: 15.50 s at batch 2 on 2 CPU cores, x8)")
     parser.add_argument("--paper-prompt-s", type=float, default=832.26,
                         help="paper-size generation per prompt (docs/benchmarks.md: generator + pick_clip, CPU)")
+    parser.add_argument("--sqrtm-s", type=float, default=110.0,
+                        help="the FAD's scipy sqrtm cross-check at 2048-d (docs/paper.md section 6: about 110 s)")
+    parser.add_argument("--eval-fad", action="store_true",
+                        help="time the full evaluation (clips, FAD) at the demo's size, whatever the overlay says")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
