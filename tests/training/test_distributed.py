@@ -90,7 +90,7 @@ def one_shard(tmp_path_factory, tiny_params, tiny_data) -> str:
 def settings(tmp_path_factory, mlflow_uri) -> dict:
     """Tiny params, 2 processes per node."""
     overlay = yaml.safe_load(TINY_OVERLAY.read_text())
-    overlay["train"].update(steps=STEPS, checkpoint_every=HALF, processes_per_node=2)
+    overlay["train"].update(steps=STEPS, checkpoint_every=HALF, processes_per_node=2, eval_every=0)  # no dev set
     overlay["mlflow"] = {"tracking_uri": mlflow_uri, "experiment": "distributed"}
     path = tmp_path_factory.mktemp("overlay") / "two_processes.yaml"
     path.write_text(yaml.safe_dump(overlay))
