@@ -100,12 +100,15 @@ def cmd_text(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from scenesynth.training.launch import run_under_torchrun
     from scenesynth.training.loop import train
+    from scenesynth.training.periodic_eval import EvalInputs
 
     params = _params(args)
     if run_under_torchrun(params["train"], args.argv):  # train.processes_per_node x nodes > 1: the same command
         return
+    train_manifest = Path(args.train_manifest) if Path(args.train_manifest).is_file() else None
+    evaluation = EvalInputs(Path(args.dev_manifest), train_manifest, Path(args.pretrained), Path(args.cache))
     train(params, shards=args.shards, text=args.text, run_dir=args.out, metrics_path=args.metrics,
-          max_steps=args.max_steps)
+          max_steps=args.max_steps, evaluation=evaluation)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -220,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd = verb("train", cmd_train, "train the GAN (resumes from out/checkpoints/last.pt)",
                      shards="shard folder", text="text cache folder", out="run folder", metrics="metrics JSON path")
     train_cmd.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (testing)")
+    train_cmd.add_argument("--dev-manifest", default=f"{paths.DEV}/manifest.parquet",
+                           help="the dev set scored every train.eval_every steps (default: %(default)s)")
+    train_cmd.add_argument("--train-manifest", default=f"{paths.RAW}/manifest.parquet",
+                           help="acquire's manifest: labels for the conditioning score, if any (default: %(default)s)")
+    train_cmd.add_argument("--cache", default=paths.EMBEDDING_CACHE,
+                           help="embedding cache of the FAD reference (default: %(default)s)")
     generate_cmd = verb("generate", cmd_generate, "generate the dev set", model="model.pt",
                         manifest="manifest with the dev split", out="output folder")
     evaluate_cmd = verb("evaluate", cmd_evaluate, "score a folder of clips against the dev set: FAD, CLAP score, "
@@ -260,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         uses_model.add_argument("--seconds", type=float, default=None,
                                 help="challenge format: clip length, at most the model's clip (default: "
                                      "generate.crop_seconds, capped at the model's clip)")
-    for uses_models in (text_cmd, generate_cmd, evaluate_cmd, synthesize_cmd, serve_cmd):
+    for uses_models in (text_cmd, train_cmd, generate_cmd, evaluate_cmd, synthesize_cmd, serve_cmd):
         uses_models.add_argument("--pretrained", default=paths.PRETRAINED,
                                  help="folder of the fetched pre-trained models (default: %(default)s)")
     verb("report-assets", cmd_report_assets, "listening-report pages (one per dev prompt) and the metrics page",

@@ -42,7 +42,7 @@ def repro_overlay(project: Path) -> None:
     overlay = yaml.safe_load((project / "config/tiny.yaml").read_text())
     overlay["data"]["demo"].update(n_train=160, n_dev=6)
     overlay["mel"]["shard_size"] = 16
-    overlay["train"].update(steps=24, checkpoint_every=4, sample_every=24, log_every=2)
+    overlay["train"].update(steps=24, checkpoint_every=4, sample_every=24, log_every=2, eval_every=8)
     overlay["generate"]["seeds"] = [0]
     (project / OVERLAY).write_text(yaml.safe_dump(overlay))
 

@@ -94,6 +94,12 @@ def test_snakemake_runs_the_whole_dag_and_reruns_only_what_changed(tmp_path):
     assert len(list((project / "outputs/dev").glob("seed*/*.wav"))) == 2 * n_dev
     fad = json.loads((project / "metrics/fad.json").read_text())
     assert fad["embedding"] == "logmel_stats" and fad["stand_in"] and fad["n_prompts"] == n_dev
+    train = json.loads((project / "metrics/train.json").read_text())  # train.eval_every 2 of config/tiny.yaml
+    assert [e["step"] for e in train["eval_history"]] == [2, 4] and train["best_step"] in (2, 4)
+    assert (project / "runs/train/checkpoints/best.pt").is_file()
+    assert 'id="curves"' in (project / "outputs/report/metrics.html").read_text()
+    headline = json.loads((project / "metrics/headline.json").read_text())
+    assert headline["fad_ci_low"] <= headline["fad_mean"] <= headline["fad_ci_high"]
     for rule in ("acquire", "resample", "mel", "text", "train", "generate", "evaluate"):
         assert (project / "logs" / f"{rule}.log").is_file()
     for rule in ("resample", "mel", "train", "generate", "evaluate"):

@@ -164,3 +164,18 @@ def test_cli_reports_a_missing_metrics_file_by_name(inputs, capsys):
                  "--out", str(inputs["out_dir"])])
     assert code == 1
     assert f"{inputs['metrics_dir'] / 'fad.json'}: not found" in capsys.readouterr().err
+
+
+def test_metrics_page_draws_the_curves_of_training_and_the_fad_interval():
+    history = [{"step": s, "fad_mean": v, "fad_ci_low": v - 1, "fad_ci_high": v + 1, "cond_fg_accuracy": a}
+               for s, v, a in ((100, 30.0, 0.2), (200, 20.0, 0.5), (300, 25.0, 0.4))]
+    train = {"eval_history": history, "best_step": 200, "best_value": 20.0, "eval_every": 100, "exported": "last",
+             "select_by": {"metric": "fad_mean", "mode": "min"}}
+    boot = {"std": 1.5, "interval": [9.56, 15.44], "confidence": 0.95, "n_resamples": 1000, "replicate_shift": 3.0}
+    page = metrics_page(fad_record(fad_bootstrap=boot), {"skipped": "no labels"}, {}, train=train)
+    png = base64.b64decode(re.search(r'id="curves"[^>]*src="data:image/png;base64,([^"]+)"', page).group(1))
+    assert png.startswith(b"\x89PNG")
+    best = re.search(r'id="best">([^<]+)<', page).group(1)
+    assert "fad_mean (min): 200 (20)" in best and "last evaluated step 300 (25)" in best
+    assert "9.560 to 15.440" in re.search(r'id="fad-interval">([^<]+)<', page).group(1)
+    assert "No evaluation during training" in metrics_page(fad_record(), {"skipped": "no labels"}, {})

@@ -92,7 +92,7 @@ def one_shard(tmp_path_factory, tiny_params, tiny_data) -> str:
 def settings(tmp_path_factory, mlflow_uri) -> dict:
     """Tiny params, 2 processes per node."""
     overlay = yaml.safe_load(TINY_OVERLAY.read_text())
-    overlay["train"].update(steps=STEPS, checkpoint_every=HALF, processes_per_node=2)
+    overlay["train"].update(steps=STEPS, checkpoint_every=HALF, processes_per_node=2, eval_every=0)  # no dev set
     overlay["mlflow"] = {"tracking_uri": mlflow_uri, "experiment": "distributed"}
     path = tmp_path_factory.mktemp("overlay") / "two_processes.yaml"
     path.write_text(yaml.safe_dump(overlay))
@@ -370,3 +370,26 @@ def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_and_rank_0_writes(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {run / 'checkpoints' / 'last.pt'} at step {saved['step']}" in resumed.stderr
     assert torch.load(run / "model.pt", weights_only=True)["step"] == 12
+
+
+def _train_with_evaluation(rank, params, shards, text, run, inputs):
+    loop.train(params, shards, text, run, run / "m.json", evaluation=inputs)
+
+
+def test_under_ddp_rank_0_evaluates_and_the_other_rank_waits_for_it(tmp_path, settings, one_shard, tiny_data,
+                                                                    tiny_params):
+    """2 ranks, an evaluation at steps 2 and 4: rank 0 alone scores and writes; nobody deadlocks
+    (run_ranks returns only when both ranks have finished training)."""
+    from scenesynth.data.dev_set import build_dev_set
+    from scenesynth.training.periodic_eval import EVAL_FILE, EvalInputs
+
+    build_dev_set(tiny_params, tmp_path / "dev", raw_manifest=tiny_data["raw"])
+    inputs = EvalInputs(tmp_path / "dev" / "manifest.parquet", tiny_data["raw"], tmp_path / "pretrained",
+                        tmp_path / "cache")
+    run = tmp_path / "run"
+    run_ranks(_train_with_evaluation, with_overrides(settings["two"], train={"eval_every": HALF}), one_shard,
+              tiny_data["text"], run, inputs)
+    record = json.loads((run / "checkpoints" / EVAL_FILE).read_text())
+    assert [e["step"] for e in record["history"]] == [HALF, STEPS]
+    assert json.loads((run / "m.json").read_text())["best_step"] == record["best"]["step"]
+    assert not list((run / "checkpoints").glob(".eval*"))  # the temporary clips are gone

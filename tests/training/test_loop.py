@@ -70,7 +70,7 @@ def test_non_finite_loss_stops_with_step_and_loss_named(tmp_path, tiny_model, ti
 def test_killed_training_resumes_from_checkpoint(tmp_path, tiny_data, mlflow_uri):
     """SIGKILL a real `scenesynth train` process after a checkpoint, rerun it: it resumes."""
     overlay = yaml.safe_load(TINY_OVERLAY.read_text())
-    overlay["train"].update(steps=400, checkpoint_every=2, sample_every=1000)
+    overlay["train"].update(steps=400, checkpoint_every=2, sample_every=1000, eval_every=0)  # no dev set here
     overlay["mlflow"] = {"tracking_uri": mlflow_uri, "experiment": "kill-test"}
     (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
     cmd = [sys.executable, "-m", "scenesynth.cli", "train", "--params", str(REPO / "params.yaml"),

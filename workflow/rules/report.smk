@@ -13,6 +13,7 @@ rule report_assets:
         conditioning=rules.evaluate.output.conditioning,
         clap=rules.evaluate.output.clap,
         per_prompt=rules.evaluate.output.per_prompt,
+        train=rules.train.output.metrics,
         manifest=rules.dev_set.output.manifest,
     output:
         prompts=report(

@@ -7,12 +7,15 @@
 # one process per GPU); the job then needs processes_per_node GPUs and the threads
 # below (docs/cluster-training.md). How many processes train does not change what is
 # learnt, so those two keys are left out of the rerun trigger.
+# train.eval_every > 0: the dev set and the models generate/evaluate use are inputs too
+# (training scores the dev set as it goes: training/periodic_eval.py); 0 drops them.
 
 
 rule train:
     input:
         shards=rules.mel.output.index,
         text=rules.text.output.info,
+        **train_eval_inputs(PARAMS),
     output:
         model=f"{P.RUN}/model.pt",
         metrics=f"{P.METRICS}/train.json",
@@ -27,4 +30,5 @@ rule train:
         f"{P.BENCHMARKS}/train.tsv"
     shell:
         "exec scenesynth train {params.cli} --shards {P.MELS} --text {P.TEXT} --out {P.RUN}"
-        " --metrics {output.metrics:q} > {log:q} 2>&1"
+        " --metrics {output.metrics:q} --pretrained {P.PRETRAINED:q} --cache {P.EMBEDDING_CACHE:q}"
+        " --dev-manifest {P.DEV}/manifest.parquet --train-manifest {P.RAW}/manifest.parquet > {log:q} 2>&1"

@@ -141,22 +141,29 @@ def mel_reading(params: dict, real: RealClips, dev: pd.DataFrame, model_path: st
     return out
 
 
-def conditioning_metrics(params: dict, train_manifest: str | Path | None, dev: pd.DataFrame,
-                         first_seed: dict[str, Path], model_path: str | Path | None,
-                         pretrained: str | Path) -> tuple[dict | None, dict | None]:
-    """(conditioning.json, each dev prompt's predicted labels), or (None, None) without labels."""
-    if train_manifest is None or model_path is None:
-        log.info("no training manifest or model given: conditioning score skipped")
-        return None, None
+def labelled_clips(params: dict, train_manifest: str | Path | None, dev: pd.DataFrame) -> RealClips | None:
+    """The real clips the readers are fitted and bounded on, or None without labels (loaded once: the
+    evaluate stage and training's periodic evaluation score against the same clips)."""
+    if train_manifest is None:
+        log.info("no training manifest given: conditioning score skipped")
+        return None
     manifest = read_manifest(train_manifest)
     if not all(c in manifest and c in dev for c in LABEL_COLUMNS) or manifest["foreground"].isna().any():
         log.info("no foreground/background labels in the manifest: conditioning score skipped")
-        return None, None
-    real = load_real_clips(params, manifest[manifest["split"] == "train"], dev)
+        return None
+    return load_real_clips(params, manifest[manifest["split"] == "train"], dev)
+
+
+def conditioning_metrics(params: dict, real: RealClips, dev: pd.DataFrame, first_seed: dict[str, Path],
+                         model_path: str | Path, pretrained: str | Path,
+                         audio: bool = True) -> tuple[dict, dict]:
+    """(conditioning.json, each dev prompt's predicted labels) of a model file and its first seed's clips;
+    ``audio`` False leaves out the audio reading (the record says so)."""
     mel = mel_reading(params, real, dev, model_path, pretrained)
     n_z = mel["generated"]["n_z"]
     per_z = {task: mel["generated"].pop(f"{task}_predicted") for task in ("fg", "bg")}
-    audio, heard = audio_reading(params, real, dev, first_seed)
+    audio, heard = (audio_reading(params, real, dev, first_seed) if audio else
+                    ({"skipped": "left out of training's periodic evaluation (the mel reading is its curve)"}, None))
     # per_prompt.csv stands beside the first seed's clip: its labels are those of that clip (the audio
     # reading) where there is one; else the mel reading's first noise vector, and the record says so.
     predicted = heard or {key: {"foreground": per_z["fg"][i * n_z], "background": per_z["bg"][i * n_z]}

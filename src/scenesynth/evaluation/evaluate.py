@@ -22,9 +22,10 @@ import pandas as pd
 from scenesynth import paths
 from scenesynth.data.manifest import read_dev_prompts
 from scenesynth.evaluation.clap_score import clap_score, not_computed
+from scenesynth.evaluation.bootstrap import fad_bootstrap
 from scenesynth.evaluation.clip_prep import ClipRecipe, prepare_clip
 from scenesynth.evaluation.conditioning import conditioning_line
-from scenesynth.evaluation.conditioning_score import CONDITIONING_METRICS, conditioning_metrics
+from scenesynth.evaluation.conditioning_score import CONDITIONING_METRICS, conditioning_metrics, labelled_clips
 from scenesynth.evaluation.embedding_cache import EmbeddingCache
 from scenesynth.evaluation.embeddings import get_embedding
 from scenesynth.evaluation.headline import HEADLINE_FILE, pick, write_headline
@@ -93,50 +94,107 @@ def metric_lines(fad: dict, clap: dict, conditioning: dict, per_prompt: Path, ta
     return lines
 
 
+class Scorer:
+    """What scoring needs, loaded once: the dev prompts, the FAD embedding and its caches, the dev
+    set's reference and, where the data has labels, the real clips the conditioning readers are fitted
+    on. `scenesynth evaluate` scores one folder with it; training's periodic evaluation
+    (training/periodic_eval.py) scores a folder every `train.eval_every` steps with the same object,
+    so the two cannot drift apart. ``audio_reading`` False leaves out the conditioning's Griffin-Lim
+    audio reading (its readers are refitted on resynthesised clips at every call)."""
+
+    def __init__(self, params: dict, manifest: str | Path, pretrained: str | Path = paths.PRETRAINED,
+                 train_manifest: str | Path | None = None, cache: str | Path = paths.EMBEDDING_CACHE,
+                 generated_cache: str | Path | None = None, audio_reading: bool = True):
+        cfg = params["evaluate"]
+        self.params, self.pretrained, self.audio_reading = params, Path(pretrained), audio_reading
+        dev = read_dev_prompts(manifest)
+        self.embedding = get_embedding(cfg["fad_embedding"], device=inference_device(params),
+                                       checkpoint=(self.pretrained / "panns" / params["pretrained"]["panns"]["file"]
+                                                   if cfg["fad_embedding"] == PAPER_EMBEDDING else None))
+        self.recipe = ClipRecipe(seconds=cfg["clip_seconds"])
+        identity = {**self.embedding.identity(), "clip": self.recipe.identity(), "scorer_version": SCORER_VERSION}
+        self.ref_cache = EmbeddingCache(cache, self.embedding, identity, lambda p: prepare_clip(p, ClipRecipe()))
+        self.reference = load_reference(manifest, dev, self.embedding, self.ref_cache)
+        self.dev = dev if self.reference.kind != "audio" else dev[dev["key"].isin(self.reference.keys)].reset_index(drop=True)
+        self.gen_cache = EmbeddingCache(generated_cache or cache, self.embedding, identity,
+                                        lambda p: prepare_clip(p, self.recipe))
+        self.real = labelled_clips(params, train_manifest, self.dev) if cfg["conditioning"] else None
+        self.ref_mean, self.ref_cov, _ = merged_statistics(self.reference.vectors)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.dev["key"])
+
+    def score(self, sets: dict[str, dict[str, Path]], model: str | Path | None = None) -> dict:
+        """FAD (with its bootstrap), CLAP score, conditioning and per-prompt table of ``sets``
+        ({seed: {prompt id: clip}}); ``flat`` holds the numbers under their MLflow names."""
+        params, cfg = self.params, self.params["evaluate"]
+        vectors = {seed: dict(zip(clips, self.gen_cache.embeddings(list(clips.values())))) for seed, clips in sets.items()}
+        fad = fad_metrics(params, self.dev, self.reference, vectors)
+        fad["fad_bootstrap"] = fad_bootstrap({seed: np.concatenate([by_key[k] for k in self.keys])
+                                              for seed, by_key in vectors.items()},
+                                             self.ref_mean, self.ref_cov, cfg["fad_bootstrap"], params["seed"])
+        fad.update({
+            "embedding": self.embedding.name, "width_divisor": getattr(self.embedding, "width_divisor", None),
+            "stand_in": self.embedding.name != PAPER_EMBEDDING,
+            "comparable_to_paper": _comparable(params, self.embedding, self.reference),
+            "n_prompts": len(self.dev), "n_seeds": len(sets), "baseline_fad": cfg["baseline_fad"],
+            "paper_fad": cfg["paper_fad"],
+            "reference": {**self.reference.record, "description": self.reference.description},
+            "scorer": {**self.recipe.identity(), "clip_seconds": cfg["clip_seconds"], "embedding_dtype": "float16",
+                       "statistics": "mean and covariance (n - 1), merged file by file",
+                       "fd": "trace sqrt from eigenvalues; sqrtm cross-check; 1e-6 on the diagonals if not finite",
+                       "organisers_resampler": "torchaudio Kaiser sinc (docs/paper.md section 6)"},
+            "skipped_references": self.reference.skipped,
+            "stand_ins": stand_ins(params)})
+        captions = dict(zip(self.dev["key"], self.dev["caption"]))
+        clap, clap_per_seed = (clap_score(self.pretrained, inference_device(params), sets, captions)
+                               if cfg["clap_score"] else
+                               (not_computed("evaluate.clap_score is false: no CLAP checkpoint is used (the demo "
+                                             "fetches none)"), None))
+        cond, predicted = (conditioning_metrics(params, self.real, self.dev, next(iter(sets.values())), model,
+                                                self.pretrained, audio=self.audio_reading)
+                           if self.real is not None and model is not None else (None, None))
+        if cond is not None:
+            cond["generation_seed"] = next(iter(sets))
+        table = per_prompt_table(self.dev, vectors, self.reference, clap_per_seed, predicted)
+        conditioning = cond if cond is not None else {"skipped": "no labels or evaluate.conditioning is false"}
+        flat = {"fad_mean": fad["fad_mean"], "fad_std": fad["fad_std"]}
+        if "std" in fad["fad_bootstrap"]:
+            boot = fad["fad_bootstrap"]
+            flat.update(fad_boot_std=boot["std"], fad_ci_low=boot["interval"][0], fad_ci_high=boot["interval"][1])
+        if clap["computed"]:
+            flat.update(clap_score_mean=clap["clap_score_mean"], clap_score_std=clap["clap_score_std"])
+        if cond is not None:
+            flat.update(_conditioning_flat(cond))
+        return {"fad": fad, "clap": clap, "conditioning": conditioning, "per_prompt": table, "flat": flat}
+
+    def mel_reading(self, model: str | Path) -> dict[str, float]:
+        """The conditioning score's mel reading and diversity alone (no clips, no vocoder), under its
+        MLflow names; {} without labels."""
+        if self.real is None:
+            return {}
+        cond, _ = conditioning_metrics(self.params, self.real, self.dev, {}, model, self.pretrained, audio=False)
+        return _conditioning_flat(cond)
+
+
+def _conditioning_flat(cond: dict) -> dict[str, float]:
+    """conditioning.json's numbers under their MLflow names; absent parts (no audio reading) left out."""
+    return {name: value for name, dotted in CONDITIONING_METRICS.items() if (value := pick(cond, dotted)) is not None}
+
+
 def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
              run_dir: str | Path | None = None, pretrained: str | Path = paths.PRETRAINED,
              train_manifest: str | Path | None = None, cache: str | Path = paths.EMBEDDING_CACHE,
              model: str | Path | None = None) -> dict:
     """Write metrics/fad.json, clap_score.json, per_prompt.csv and conditioning.json; print one line per
     metric; log them to the training's MLflow run when ``run_dir`` is given."""
-    generated, metrics_dir, cfg = Path(generated), Path(metrics_dir), params["evaluate"]
-    dev = read_dev_prompts(manifest)
-    embedding = get_embedding(cfg["fad_embedding"], device=inference_device(params),
-                              checkpoint=(Path(pretrained) / "panns" / params["pretrained"]["panns"]["file"]
-                                          if cfg["fad_embedding"] == PAPER_EMBEDDING else None))
-    recipe = ClipRecipe(seconds=cfg["clip_seconds"])
-    identity = {**embedding.identity(), "clip": recipe.identity(), "scorer_version": SCORER_VERSION}
-    ref_cache = EmbeddingCache(cache, embedding, identity, lambda p: prepare_clip(p, ClipRecipe()))
-    reference = load_reference(manifest, dev, embedding, ref_cache)
-    scored = dev if reference.kind != "audio" else dev[dev["key"].isin(reference.keys)].reset_index(drop=True)
-    sets, left_out = generated_sets(generated, list(scored["key"]))
-    gen_cache = EmbeddingCache(cache, embedding, identity, lambda p: prepare_clip(p, recipe))
-    vectors = {seed: dict(zip(clips, gen_cache.embeddings(list(clips.values())))) for seed, clips in sets.items()}
-
-    fad = fad_metrics(params, scored, reference, vectors)
-    fad.update({
-        "embedding": embedding.name, "width_divisor": getattr(embedding, "width_divisor", None),
-        "stand_in": embedding.name != PAPER_EMBEDDING, "comparable_to_paper": _comparable(params, embedding, reference),
-        "n_prompts": len(scored), "n_seeds": len(sets), "baseline_fad": cfg["baseline_fad"], "paper_fad": cfg["paper_fad"],
-        "reference": {**reference.record, "description": reference.description},
-        "scorer": {**recipe.identity(), "clip_seconds": cfg["clip_seconds"], "embedding_dtype": "float16",
-                   "statistics": "mean and covariance (n - 1), merged file by file",
-                   "fd": "trace sqrt from eigenvalues; sqrtm cross-check; 1e-6 on the diagonals if not finite",
-                   "organisers_resampler": "torchaudio Kaiser sinc (docs/paper.md section 6)"},
-        "generated": {"folder": str(generated), "seeds": list(sets), "left_out": left_out},
-        "skipped_references": reference.skipped,
-        "stand_ins": stand_ins(params)})
-    captions = dict(zip(scored["key"], scored["caption"]))
-    clap, clap_per_seed = (clap_score(pretrained, inference_device(params), sets, captions) if cfg["clap_score"]
-                           else (not_computed("evaluate.clap_score is false: no CLAP checkpoint is used (the demo "
-                                              "fetches none)"), None))
-    cond, predicted = (conditioning_metrics(params, train_manifest, scored, next(iter(sets.values())), model,
-                                            pretrained)
-                       if cfg["conditioning"] else (None, None))
-    if cond is not None:
-        cond["generation_seed"] = next(iter(sets))
-    table = per_prompt_table(scored, vectors, reference, clap_per_seed, predicted)
-    conditioning = cond if cond is not None else {"skipped": "no labels or evaluate.conditioning is false"}
+    generated, metrics_dir = Path(generated), Path(metrics_dir)
+    scorer = Scorer(params, manifest, pretrained, train_manifest if model is not None else None, cache)
+    sets, left_out = generated_sets(generated, scorer.keys)
+    scores = scorer.score(sets, model)
+    fad, clap, conditioning, table = scores["fad"], scores["clap"], scores["conditioning"], scores["per_prompt"]
+    fad["generated"] = {"folder": str(generated), "seeds": list(sets), "left_out": left_out}
 
     write_json(metrics_dir / "fad.json", fad)
     write_json(metrics_dir / "clap_score.json", clap)
@@ -144,18 +202,12 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
         table.to_csv(tmp, index=False, float_format="%.6g")
     write_json(metrics_dir / "conditioning.json", conditioning)
     write_headline(params, metrics_dir)
-    flat = {"fad_mean": fad["fad_mean"], "fad_std": fad["fad_std"]}
-    if clap["computed"]:
-        flat.update(clap_score_mean=clap["clap_score_mean"], clap_score_std=clap["clap_score_std"])
-    if cond is not None:  # the MLflow names of conditioning.json's numbers; absent parts (no audio reading) left out
-        flat.update({name: value for name, dotted in CONDITIONING_METRICS.items()
-                     if (value := pick(cond, dotted)) is not None})
     if run_dir is not None:
-        log_to_run(params, run_dir, flat, [metrics_dir / name for name in
-                                           ("fad.json", "clap_score.json", "per_prompt.csv", "conditioning.json",
-                                            HEADLINE_FILE)])
-    embedded = ref_cache.embedded + gen_cache.embedded  # not in fad.json: a rerun must write the same bytes
-    log.info("embeddings: %d computed, the rest from the cache %s", embedded, gen_cache.folder)
+        log_to_run(params, run_dir, scores["flat"], [metrics_dir / name for name in
+                                                     ("fad.json", "clap_score.json", "per_prompt.csv",
+                                                      "conditioning.json", HEADLINE_FILE)])
+    embedded = scorer.ref_cache.embedded + scorer.gen_cache.embedded  # not in fad.json: a rerun must write the same bytes
+    log.info("embeddings: %d computed, the rest from the cache %s", embedded, scorer.gen_cache.folder)
     for line in [*metric_lines(fad, clap, conditioning, metrics_dir / "per_prompt.csv", table),
                  *left_out_lines(left_out)]:
         print(line, flush=True)

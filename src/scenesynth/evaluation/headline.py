@@ -24,12 +24,15 @@ def _read(path: Path) -> dict:
 
 
 def pick(source: dict, dotted: str):
-    """``source["a"]["b"]`` for ``"a.b"``, or None where the path is not there."""
+    """``source["a"]["b"]`` for ``"a.b"`` (``"a.0"``: a list's first item), or None where the path is not there."""
     value = source
     for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif not isinstance(value, dict) or part not in value:
             return None
-        value = value[part]
+        else:
+            value = value[part]
     return value
 
 
@@ -37,6 +40,9 @@ def pick(source: dict, dotted: str):
 HEADLINE = {
     "fad_mean": ("fad.json", "fad_mean"),
     "fad_std": ("fad.json", "fad_std"),
+    "fad_boot_std": ("fad.json", "fad_bootstrap.std"),  # how much FAD moves with the prompts (bootstrap.py)
+    "fad_ci_low": ("fad.json", "fad_bootstrap.interval.0"),
+    "fad_ci_high": ("fad.json", "fad_bootstrap.interval.1"),
     "fad_embedding": ("fad.json", "embedding"),
     "clap_score": ("clap_score.json", "clap_score_mean"),
     "clap_score_std": ("clap_score.json", "clap_score_std"),
@@ -47,6 +53,7 @@ HEADLINE = {
     "cond_fg_ceiling": ("conditioning.json", "ceiling.fg_accuracy"),
     "cond_bg_ceiling": ("conditioning.json", "ceiling.bg_accuracy"),
     "train_steps": ("train.json", "steps"),
+    "train_best_step": ("train.json", "best_step"),  # the periodic evaluation's best (train.select_by)
 }
 
 

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from scenesynth.audio_io import AudioReadError, load_mono
 from scenesynth.data.manifest import NO_AUDIO, read_dev_prompts
 from scenesynth.features.mel import MelFrontEnd
+from scenesynth.report.curves import curves_section
 from scenesynth.utils.atomic import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -184,8 +185,9 @@ def _seeds(n) -> str:
 
 
 def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | None = None,
-                 per_prompt: pd.DataFrame | None = None) -> str:
-    """FAD (mean and std over seeds, per category) beside the paper's and the baseline's, honestly labelled;
+                 per_prompt: pd.DataFrame | None = None, train: dict | None = None) -> str:
+    """FAD (mean and std over seeds, its bootstrap interval, per category) beside the paper's and the
+    baseline's, honestly labelled; the curves of the evaluations during training (metrics/train.json);
     the CLAP score and the per-prompt scores, worst first."""
     stand_ins = fad.get("stand_ins") or generation.get("stand_ins") or {}
     embedding = fad["embedding"]
@@ -218,6 +220,13 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | N
         f'<tr><td>challenge baseline</td><td class="num">{_num(fad["baseline_fad"])}</td>'
         "<td>panns_wavegram_logmel</td><td>no</td></tr>\n</table>",
     ]
+    boot = fad.get("fad_bootstrap") or {}
+    if "interval" in boot:
+        body.append(f'<p class="note" id="fad-interval">How sure: {_num(boot["interval"][0])} to '
+                    f'{_num(boot["interval"][1])} ({boot["confidence"]:.0%}; FAD &plusmn; 1.96 x {_num(boot["std"])}, the '
+                    f'std of a bootstrap over the {_e(fad["n_prompts"])} prompts, {_e(boot["n_resamples"])} resamples). '
+                    f'Resampled sets repeat clips and score {_num(boot["replicate_shift"])} higher on average: FAD '
+                    "on this few clips is biased upwards, and the interval does not remove that.</p>")
     if fad.get("reference"):
         body.append(f'<p class="note" id="reference">Reference: {_e(fad["reference"].get("description", ""))}.</p>')
     seeds = fad.get("fad_per_seed") or {}
@@ -232,6 +241,7 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | N
         body += [f'<tr><td>{_e(c)}</td><td class="num">{_num(v["mean"])} &plusmn; {_num(v["std"])}</td></tr>'
                  for c, v in sorted(categories.items())]
         body.append("</table>")
+    body += curves_section(train)
     body += _clap_section(clap)
     body.append("<h2>Conditioning: does each clip hold the sounds its prompt asks for?</h2>")
     if "generated" in conditioning:
@@ -340,7 +350,9 @@ def build_report_assets(params: dict, generated: str | Path, manifest: str | Pat
     for stale in pages.glob("*.html"):  # pages of prompts no longer in the dev set
         if stale.stem not in captions:
             stale.unlink()
-    write_text(out_dir / METRICS_PAGE, metrics_page(fad, conditioning, generation, clap, per_prompt))
+    train_path = metrics_dir / "train.json"
+    train = _read_json(train_path) if train_path.is_file() else None
+    write_text(out_dir / METRICS_PAGE, metrics_page(fad, conditioning, generation, clap, per_prompt, train))
     write_json(out_dir / CAPTIONS, captions)
     write_json(out_dir / RANKS, {key: int(scores[key]["rank"]) for key in captions if key in scores})
     log.info("listening report: %d prompt pages and %s in %s", len(captions), METRICS_PAGE, out_dir)

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 # train.* keys that do not change what is learnt (a resumed run may change them).
 _VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "device", "compile",
-                        *TRAIN_PROCESS_KEYS)
+                        *TRAIN_PROCESS_KEYS,
+                        "eval_every", "eval_fad", "select_by", "export")  # evaluation reads the weights, never changes them
 
 
 def several_ranks() -> bool:

@@ -16,6 +16,7 @@ the whole global batch, so that a step in N processes computes the single-proces
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import gc
 import logging
 import os
@@ -28,6 +29,10 @@ from torch import nn
 from scenesynth.training.checkpoint import several_ranks
 
 log = logging.getLogger(__name__)
+# How long a rank waits in a collective (a barrier, an all-reduce) before the run fails. NCCL's default
+# is 10 minutes; the other ranks wait at a barrier while rank 0 scores the dev set (train.eval_every,
+# periodic_eval.py), which at the paper's settings takes minutes on a GPU: an hour leaves room.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=60)
 
 
 def pick_device(choice: str, local_rank: int | None = None) -> torch.device:
@@ -81,7 +86,7 @@ def start(device_choice: str) -> DistContext:
                                "train.processes_per_node must not exceed the GPUs of a node")
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
     if rank != 0:  # one voice in the log; warnings and errors of every rank still show
         logging.getLogger("scenesynth").setLevel(logging.WARNING)
     return DistContext(rank, local_rank, world_size, device)

@@ -37,6 +37,7 @@ from scenesynth.training.data import CountedStream, batch_stream
 from scenesynth.training.distributed import (DistContext, check_replicas_identical, convert_batch_norms,
                                              gather_output, gather_rows, pad_words, start, stop, wrap)
 from scenesynth.training.launch import configured_world_size, local_batch_size
+from scenesynth.training.periodic_eval import EvalInputs, periodic_eval
 from scenesynth.training.samples import log_samples
 from scenesynth.training.stop_signals import StopRequest, TrainingStopped
 from scenesynth.tracking import Tracker, stand_ins
@@ -180,14 +181,15 @@ def export_model(state: TrainState, params: dict, text_info: dict, path: Path) -
 
 
 def train(params: dict, shards: str | Path, text: str | Path, run_dir: str | Path, metrics_path: str | Path,
-          max_steps: int | None = None) -> dict:
-    """Train (or resume) in this process; under torchrun, as one rank of several."""
+          max_steps: int | None = None, evaluation: EvalInputs | None = None) -> dict:
+    """Train (or resume) in this process; under torchrun, as one rank of several. With ``evaluation`` (where
+    the dev set is) and `train.eval_every` > 0 the EMA generator is scored during training (periodic_eval.py)."""
     ctx = start(params["train"]["device"])
     threads = torch.get_num_threads()
     if ctx.device.type == "cpu" and params["train"]["cpu_threads"]:
         torch.set_num_threads(params["train"]["cpu_threads"])
     try:
-        return _train(ctx, params, shards, text, Path(run_dir), metrics_path, max_steps)
+        return _train(ctx, params, shards, text, Path(run_dir), metrics_path, max_steps, evaluation)
     finally:
         torch.set_num_threads(threads)  # the caller's setting again (tests, notebooks train in-process)
         stop(ctx)
@@ -209,7 +211,7 @@ def _resume(state: TrainState, checkpoint: Path, config_fp: str, ctx: DistContex
 
 
 def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path, run_dir: Path,
-           metrics_path: str | Path, max_steps: int | None) -> dict:
+           metrics_path: str | Path, max_steps: int | None, eval_inputs: EvalInputs | None = None) -> dict:
     train_cfg, seed = params["train"], params["seed"]
     local_batch_size(train_cfg["batch_size"], ctx.world_size)
     if ctx.world_size != configured_world_size(train_cfg):
@@ -227,6 +229,8 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     resumed = _resume(state, checkpoint, config_fp, ctx)
     wrapped = (wrap(state.generator, ctx), wrap(state.discriminator, ctx)) if ctx.active else None
     target = train_cfg["steps"] if max_steps is None else min(max_steps, train_cfg["steps"])
+    evaluation = periodic_eval(params, run_dir, eval_inputs, config_fp, state.step, resumed, ctx.is_main,
+                               lambda path: export_model(state, params, cache.info, path))
     tracker = Tracker(params, run_dir, resume=resumed, data_hash=fingerprint(data_identity)) if ctx.is_main else None
     n_params = {"params_g": sum(p.numel() for p in state.generator.parameters()),
                 "params_d": sum(p.numel() for p in state.discriminator.parameters())}
@@ -263,6 +267,8 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
                         tracker.metrics(means, state.step)
                     log.info("step %d: %s", state.step, ", ".join(f"{k} {v:.3f}" for k, v in sorted(means.items())))
                     window = []
+                if evaluation is not None and evaluation.due(state.step, target):  # before the checkpoint of this step
+                    evaluation.run(state.step, tracker, ctx)
                 scheduled = state.step % train_cfg["checkpoint_every"] == 0 or state.step == target
                 if scheduled:
                     state.stream_origin, state.stream_drawn = state.step, 0
@@ -294,11 +300,15 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     # (different every time: kept apart in the run folder, paths.TIMING_FILE).
     metrics = {"steps": state.step, "device": str(device), "processes": ctx.world_size,
                "last_losses": logs if state.step > first_step else state.last_losses,
-               **n_params, **{f"stand_in.{k}": v for k, v in stand_ins(params).items()}}
+               **n_params, **{f"stand_in.{k}": v for k, v in stand_ins(params).items()},
+               **(evaluation.summary() if evaluation is not None else {})}
     timing = {"steps_this_run": state.step - first_step, "seconds": elapsed,
-              "seconds_per_step": elapsed / max(1, state.step - first_step)}
+              "seconds_per_step": elapsed / max(1, state.step - first_step),
+              "eval_seconds": evaluation.seconds if evaluation is not None else 0.0}
     if ctx.is_main:
         export_model(state, params, cache.info, run_dir / "model.pt")
+        if evaluation is not None and train_cfg["export"] == "best":
+            evaluation.export_best(run_dir / "model.pt")
         write_json(metrics_path, metrics)
         write_json(run_dir / paths.TIMING_FILE, timing)
     ctx.barrier()

@@ -45,13 +45,15 @@ DVC_STAGES: dict[str, DvcStage] = {
                     outs={paths.MELS: {}}),
     "text": DvcStage(("text", "fetch_pretrained"), (f"{paths.TEXT}/info.json",), ("data.smk", "pretrained.smk"),
                      deps=(f"{paths.RAW}/manifest.parquet",), outs={paths.TEXT: {}}),
-    "train": DvcStage(("train",), (f"{paths.RUN}/model.pt",), ("train.smk",), deps=(paths.MELS, paths.TEXT),
-                      outs={f"{paths.RUN}/model.pt": {}, f"{paths.METRICS}/train.json": {"cache": False}}),
+    "train": DvcStage(("train", "fetch_pretrained"), (f"{paths.RUN}/model.pt",), ("train.smk", "pretrained.smk"),
+                      deps=(paths.MELS, paths.TEXT, paths.DEV, f"{paths.RAW}/manifest.parquet"),
+                      outs={f"{paths.RUN}/model.pt": {}, f"{paths.METRICS}/train.json": {"cache": False}},
+                      comment="data/dev and data/raw: the periodic evaluation (train.eval_every) scores the dev set."),
     "dev_set": DvcStage(
         ("dev_set", "fetch_dcase_dev"), (f"{paths.DEV}/manifest.parquet",), ("evaluate.smk",),
         deps=(f"{paths.RAW}/manifest.parquet",), outs={paths.DEV: {}},
         comment="The evaluation prompts and FAD reference (the DCASE download in data/downloads, or the demo's dev\n"
-                "rows). No training stage depends on it; `dvc exp run -k` goes on training when its download fails."),
+                "rows). Training depends on it for its periodic evaluation (train.eval_every; 0 turns it off)."),
     "generate": DvcStage(("generate", "fetch_pretrained"), (f"{paths.GENERATED}/generation.json",),
                          ("evaluate.smk", "pretrained.smk"),
                          deps=(f"{paths.RUN}/model.pt", f"{paths.DEV}/manifest.parquet"),
@@ -69,7 +71,8 @@ DVC_STAGES: dict[str, DvcStage] = {
     "report_assets": DvcStage(("report_assets",), (f"{paths.REPORT}/metrics.html",), ("report.smk",),
                               deps=(paths.GENERATED, paths.DEV, f"{paths.METRICS}/fad.json",
                                     f"{paths.METRICS}/clap_score.json", f"{paths.METRICS}/per_prompt.csv",
-                                    f"{paths.METRICS}/conditioning.json", "workflow/report"),
+                                    f"{paths.METRICS}/conditioning.json", f"{paths.METRICS}/train.json",
+                                    "workflow/report"),
                               outs={paths.REPORT: {}},
                               comment="The listening report's pages; `snakemake --report report.html` then embeds them."),
 }

@@ -69,6 +69,17 @@ def pretrained_inputs(params: dict, stage: str) -> list[str]:
     return [f"{paths.PRETRAINED}/{name}/source.json" for name in needed_models(params)[stage]]
 
 
+def train_eval_inputs(params: dict) -> dict[str, str | list[str]]:
+    """What training's periodic evaluation reads (train.eval_every > 0): the dev set, acquire's manifest
+    (the conditioning score's labels) and the pre-trained models of generate and evaluate; nothing when off."""
+    if not params["train"]["eval_every"]:
+        return {}
+    models = sorted(set(needed_models(params)["generate"]) | set(needed_models(params)["evaluate"]))
+    return {"dev_manifest": f"{paths.DEV}/manifest.parquet", "reference": f"{paths.DEV}/reference.json",
+            "train_manifest": f"{paths.RAW}/manifest.parquet",
+            "eval_models": [f"{paths.PRETRAINED}/{name}/source.json" for name in models]}
+
+
 def train_threads(params: dict) -> int:
     """Cores the train job uses: per process, the main loop and its DataLoader workers."""
     train = params["train"]

@@ -39,7 +39,7 @@ STAGES: dict[str, Stage] = {
                                    ("data.audiocaps", "data.download")),
     "fetch_wavcaps": Stage("fetch-wavcaps", "scenesynth.data.wavcaps", ("data.wavcaps", "data.download")),
     "fetch_dcase_dev": Stage("fetch-dcase-dev", "scenesynth.data.dcase_dev", ("data.dcase_dev", "data.download")),
-    # Every source has a dev set; training never reads it (the dev-set download cannot hold training back).
+    # Every source has a dev set; training reads it only to evaluate as it goes (train.eval_every > 0).
     "dev_set": Stage("dev-set", "scenesynth.data.dev_set", ("data.source", "data.dcase_dev")),
     "fetch_pretrained": Stage("fetch-pretrained", "scenesynth.pretrained.fetch",
                               ("pretrained.hf_endpoint", "pretrained.zenodo_api")),  # + the model's own entry
@@ -49,8 +49,10 @@ STAGES: dict[str, Stage] = {
                       ignored=("resample.workers",)),
     "mel": Stage("mel", "scenesynth.features.mel_shards", ("audio", "mel", "seed"), ignored=("mel.workers",)),
     "text": Stage("text", "scenesynth.text.cache", ("text", "seed", "pretrained")),
-    # How many processes train does not change what is learnt (docs/cluster-training.md).
-    "train": Stage("train", "scenesynth.training.loop", ("audio", "model", "loss", "seed", "train"),
+    # How many processes train does not change what is learnt (docs/cluster-training.md). generate, evaluate and
+    # pretrained: its periodic evaluation (train.eval_every) makes and scores the dev set's clips as those stages do.
+    "train": Stage("train", "scenesynth.training.loop", ("audio", "model", "loss", "seed", "train", "generate",
+                                                         "evaluate", "pretrained"),
                    ignored=tuple(f"train.{key}" for key in TRAIN_PROCESS_KEYS)),
     "generate": Stage("generate", "scenesynth.inference.generate", ("generate", "pretrained")),
     "evaluate": Stage("evaluate", "scenesynth.evaluation.evaluate", ("evaluate", "generate", "pretrained", "audio")),

@@ -1,0 +1,117 @@
+"""Evaluation during training (training/periodic_eval.py) on the tiny config: same weights with and
+without it, eval_<metric> in MLflow at the step, best.pt by train.select_by, kept across a resume."""
+
+import json
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from conftest import with_overrides
+from scenesynth.data.dev_set import build_dev_set
+from scenesynth.tracking import read_run_id
+from scenesynth.training.loop import train
+from scenesynth.training.periodic_eval import BEST_FILE, EVAL_FILE, EvalInputs, better
+
+
+@pytest.fixture(scope="module")
+def eval_inputs(tmp_path_factory, tiny_data, tiny_params):
+    folder = tmp_path_factory.mktemp("eval")
+    build_dev_set(tiny_params, folder / "dev", raw_manifest=tiny_data["raw"])
+    return EvalInputs(folder / "dev" / "manifest.parquet", tiny_data["raw"], folder / "pretrained", folder / "cache")
+
+
+def run(params, tiny_data, folder, evaluation=None, **kwargs):
+    return train(params, tiny_data["mels"], tiny_data["text"], folder, folder / "train.json",
+                 evaluation=evaluation, **kwargs)
+
+
+def weights(path):
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return {**{f"G.{k}": v for k, v in saved["generator"].items()},
+            **{f"D.{k}": v for k, v in saved["discriminator"].items()}}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, tiny_model, tiny_data, eval_inputs):
+    """The tiny run of conftest's tiny_model again, with an evaluation every 2 of its 4 steps."""
+    params = with_overrides(tiny_model["params"], train={"eval_every": 2})
+    folder = tmp_path_factory.mktemp("evaluated")
+    return {"summary": run(params, tiny_data, folder, eval_inputs), "folder": folder, "params": params}
+
+
+def test_a_run_with_evaluation_ends_with_the_same_weights_as_one_without(tiny_model, evaluated):
+    assert [e["step"] for e in evaluated["summary"]["eval_history"]] == [2, 4]
+    with_eval, without = weights(evaluated["folder"] / "model.pt"), weights(tiny_model["model"])
+    assert with_eval.keys() == without.keys()
+    for name in without:
+        assert torch.equal(with_eval[name], without[name]), name
+    last = torch.load(evaluated["folder"] / "checkpoints" / "last.pt", weights_only=True)
+    straight = torch.load(tiny_model["run"] / "checkpoints" / "last.pt", weights_only=True)
+    assert torch.equal(last["torch_rng"], straight["torch_rng"])  # training's stream went on untouched
+
+
+def test_eval_metrics_are_logged_to_mlflow_at_their_training_step(evaluated):
+    client = MlflowClient()
+    run_id = read_run_id(evaluated["folder"])
+    history = client.get_metric_history(run_id, "eval_fad_mean")
+    recorded = {e["step"]: e["fad_mean"] for e in evaluated["summary"]["eval_history"]}
+    assert {m.step: m.value for m in history} == pytest.approx(recorded)
+    assert [m.step for m in client.get_metric_history(run_id, "eval_cond_fg_accuracy")] == [2, 4]
+    assert client.get_metric_history(run_id, "eval_cond_diversity")
+
+
+def test_best_checkpoint_follows_select_by_and_its_direction(evaluated):
+    summary, folder = evaluated["summary"], evaluated["folder"]
+    values = {e["step"]: e["fad_mean"] for e in summary["eval_history"]}
+    assert values[2] != values[4]
+    lowest = min(values, key=values.get)
+    assert summary["best_step"] == lowest and summary["best_value"] == values[lowest]  # select_by fad_mean: min
+    best = torch.load(folder / "checkpoints" / BEST_FILE, weights_only=True)
+    assert best["best"]["step"] == lowest and best["step"] == lowest
+    record = json.loads((folder / "checkpoints" / EVAL_FILE).read_text())
+    assert record["best"]["step"] == lowest and [e["step"] for e in record["history"]] == [2, 4]
+
+
+@pytest.mark.parametrize("mode,expected", [("min", [True, False, False]), ("max", [False, True, False])])
+def test_better_follows_the_direction(mode, expected):
+    assert [better(1.0, 2.0, mode), better(3.0, 2.0, mode), better(float("nan"), 2.0, mode)] == expected
+    assert better(5.0, None, mode)
+
+
+def test_best_is_kept_across_a_resume_and_export_best_writes_it_to_model_pt(tmp_path, evaluated, tiny_data,
+                                                                            eval_inputs):
+    params = with_overrides(evaluated["params"], train={"export": "best"})
+    run(params, tiny_data, tmp_path, eval_inputs, max_steps=2)
+    after_two = torch.load(tmp_path / "checkpoints" / BEST_FILE, weights_only=True)
+    assert after_two["best"]["step"] == 2
+    summary = run(params, tiny_data, tmp_path, eval_inputs)
+    assert summary["steps_this_run"] == 2
+    assert [e["step"] for e in summary["eval_history"]] == [2, 4]  # step 2's evaluation read back, not redone
+    assert summary["best_step"] == evaluated["summary"]["best_step"]
+    assert summary["best_value"] == pytest.approx(evaluated["summary"]["best_value"])
+    model, best = weights(tmp_path / "model.pt"), weights(tmp_path / "checkpoints" / BEST_FILE)
+    assert all(torch.equal(model[k], best[k]) for k in best)
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["step"] == summary["best_step"]
+
+
+def test_settings_evaluation_cannot_honour_fail_before_training(tmp_path, tiny_model, tiny_data, eval_inputs):
+    params = with_overrides(tiny_model["params"], train={"eval_every": 0, "export": "best"})
+    with pytest.raises(ValueError, match="train.eval_every is 0"):
+        run(params, tiny_data, tmp_path, eval_inputs)
+    params = with_overrides(tiny_model["params"], train={"eval_every": 2})
+    missing = EvalInputs(tmp_path / "nowhere" / "manifest.parquet", None, tmp_path, tmp_path)
+    with pytest.raises(FileNotFoundError, match="run the dev_set stage first"):
+        run(params, tiny_data, tmp_path, missing)
+
+
+def test_eval_fad_false_reads_the_generator_s_log_mels_only(tmp_path, tiny_model, tiny_data, eval_inputs):
+    params = with_overrides(tiny_model["params"], train={"eval_every": 4, "eval_fad": False,
+                                                         "select_by": {"metric": "cond_fg_accuracy", "mode": "max"}})
+    summary = run(params, tiny_data, tmp_path, eval_inputs)
+    (entry,) = summary["eval_history"]
+    assert entry["step"] == 4 and "cond_fg_accuracy" in entry and "cond_diversity" in entry
+    assert "fad_mean" not in entry and summary["best_step"] == 4
+    params = with_overrides(params, train={"select_by": {"metric": "fad_mean", "mode": "min"}})
+    with pytest.raises(ValueError, match="train.eval_fad is false"):
+        run(params, tiny_data, tmp_path / "again", eval_inputs)
