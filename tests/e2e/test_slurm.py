@@ -118,7 +118,8 @@ def slurm_states() -> dict[str, str]:
 # The training outlasts its jobs (runtime: 1 minute in the test profile): ~0.3 s a step on one idle core
 # here, so 400 steps need two to four jobs; checkpoints are only scheduled at the end, so every job but
 # the last stops through the SIGTERM of its time limit.
-SLURM_TRAIN = {"steps": 400, "checkpoint_every": 100000, "log_every": 50, "sample_every": 100000, "cpu_threads": 1}
+SLURM_TRAIN = {"steps": 400, "checkpoint_every": 100000, "log_every": 50, "sample_every": 100000, "cpu_threads": 1,
+               "eval_every": 0}  # (the in-training evaluation and its resume: tests/training/test_periodic_eval.py)
 SLURM_OVERLAY = "config/tiny_slurm.yaml"
 TEXT_DONE = "data/text/info.json"  # the text rule's output: with the shards, what the training reads
 

@@ -346,7 +346,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_and_rank_0_writes(
     the step, rank 0 writes the checkpoint (with its place in the batch stream), nobody deadlocks, and
     the command exits 75; the same command resumes from that step."""
     overlay = yaml.safe_load(settings["overlay"].read_text())
-    overlay["train"].update(steps=12, checkpoint_every=1000, sample_every=1000, log_every=1)
+    overlay["train"].update(steps=12, checkpoint_every=1000, sample_every=1000, log_every=1, eval_every=0)
     path = tmp_path / "two_processes_long.yaml"
     path.write_text(yaml.safe_dump(overlay))
     run = tmp_path / "run"

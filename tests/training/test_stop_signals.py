@@ -22,7 +22,8 @@ STEPS = 24  # checkpoints only at the end: a signal always lands between schedul
 def overlay(tmp_path_factory, mlflow_uri):
     """One overlay file for every run (the model file records its path)."""
     settings = yaml.safe_load(TINY_OVERLAY.read_text())
-    settings["train"].update(steps=STEPS, checkpoint_every=1000, sample_every=1000, log_every=1, cpu_threads=1)
+    settings["train"].update(steps=STEPS, checkpoint_every=1000, sample_every=1000, log_every=1, cpu_threads=1,
+                             eval_every=0)
     settings["mlflow"] = {"tracking_uri": mlflow_uri, "experiment": "stop-test"}
     path = tmp_path_factory.mktemp("stop_overlay") / "overlay.yaml"
     path.write_text(yaml.safe_dump(settings))
