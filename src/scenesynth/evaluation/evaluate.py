@@ -25,11 +25,12 @@ from scenesynth.audio_io import AUDIO_SUFFIXES
 from scenesynth.data.manifest import read_dev_prompts
 from scenesynth.evaluation.clap_score import clap_score, not_computed
 from scenesynth.evaluation.clip_prep import ClipRecipe, prepare_clip
-from scenesynth.evaluation.conditioning import conditioning_line
-from scenesynth.evaluation.conditioning_score import CONDITIONING_METRICS, conditioning_metrics
+from scenesynth.evaluation.conditioning import conditioning_line, per_kind_line
+from scenesynth.evaluation.conditioning_score import conditioning_metrics, mlflow_metrics
 from scenesynth.evaluation.embedding_cache import EmbeddingCache
 from scenesynth.evaluation.embeddings import get_embedding
-from scenesynth.evaluation.headline import HEADLINE_FILE, pick, write_headline
+from scenesynth.evaluation.fd_floor import floor_line, real_floor
+from scenesynth.evaluation.headline import HEADLINE_FILE, write_headline
 from scenesynth.evaluation.frechet import frechet_distance, merged_statistics, organisers_frechet
 from scenesynth.evaluation.per_prompt import per_prompt_table
 from scenesynth.evaluation.reference import Reference, load_reference
@@ -105,10 +106,12 @@ def metric_lines(fad: dict, clap: dict, conditioning: dict, per_prompt: Path, ta
     lines = [f"FAD ({fad['embedding']}, {note}): {fad['fad_mean']:.3f} +- {fad['fad_std']:.3f} over "
              f"{fad['n_seeds']} seed(s) x {fad['n_prompts']} prompts, against {fad['reference']['description']} "
              f"[paper {fad['paper_fad']}, baseline {fad['baseline_fad']}]"]
+    if fad.get("real_floor"):
+        lines.append(floor_line(fad))
     lines.append(f"CLAP score ({clap['model']}): {clap['clap_score_mean']:.4f} +- {clap['clap_score_std']:.4f}"
                  if clap["computed"] else f"CLAP score: not computed ({clap['reason']})")
     if "generated" in conditioning:
-        lines.append(conditioning_line(conditioning))
+        lines += [conditioning_line(conditioning), per_kind_line(conditioning)]
     worst = table.iloc[0]
     lines.append(f"per-prompt scores: {per_prompt} (worst first; worst: {worst['prompt_id']} {worst['caption']!r})")
     return lines
@@ -147,6 +150,11 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
         "generated": {"folder": str(generated), "seeds": list(sets), "ignored_files": ignored},
         "skipped_references": reference.skipped,
         "stand_ins": stand_ins(params)})
+    floor = (real_floor(params, train_manifest, len(scored), reference, embedding, identity, cache, recipe)
+             if train_manifest is not None else None)
+    if floor is not None:
+        fad.update(real_floor=floor, fad_over_floor=fad["fad_mean"] / floor["fd_mean"] if floor["fd_mean"] > 0
+                   else float("nan"))
     captions = dict(zip(scored["key"], scored["caption"]))
     clap, clap_per_seed = (clap_score(pretrained, inference_device(params), sets, captions) if cfg["clap_score"]
                            else (not_computed("evaluate.clap_score is false: no CLAP checkpoint is used (the demo "
@@ -166,11 +174,12 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
     write_json(metrics_dir / "conditioning.json", conditioning)
     write_headline(params, metrics_dir)
     flat = {"fad_mean": fad["fad_mean"], "fad_std": fad["fad_std"]}
+    if floor is not None:
+        flat.update(fad_floor=floor["fd_mean"], fad_over_floor=fad["fad_over_floor"])
     if clap["computed"]:
         flat.update(clap_score_mean=clap["clap_score_mean"], clap_score_std=clap["clap_score_std"])
     if cond is not None:  # the MLflow names of conditioning.json's numbers; absent parts (no audio reading) left out
-        flat.update({name: value for name, dotted in CONDITIONING_METRICS.items()
-                     if (value := pick(cond, dotted)) is not None})
+        flat.update(mlflow_metrics(cond))
     if run_dir is not None:
         log_to_run(params, run_dir, flat, [metrics_dir / name for name in
                                            ("fad.json", "clap_score.json", "per_prompt.csv", "conditioning.json",
