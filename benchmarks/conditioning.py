@@ -11,6 +11,13 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
   hinge_only   hinge loss alone (every contrastive weight 0)
   no_sc, no_f2r, no_g2s, no_l2w   one contrastive loss left out
   no_attention no attention stage in G or D (the contrastive losses kept)
+  noise_blocks z split into one chunk per generator block, into its CBN (BigGAN; model.g_noise_blocks)
+  mode_seeking MSGAN's mode-seeking term for G, weight 1 (loss.mode_seeking)
+  mbstd        minibatch standard deviation before D's last block, groups of 4 (model.d_minibatch_std)
+  diversity_all the three above together
+
+Each row carries the per-kind accuracy (a second table: foreground kinds, mean over seeds) and the
+stand-in FAD as a multiple of its real-vs-real floor (evaluation/fd_floor.py).
 
     python benchmarks/conditioning.py                          # all variants x 3 seeds, demo size
     python benchmarks/conditioning.py --variants full,hinge_only --seeds 1234 --steps 200 --json
@@ -41,6 +48,11 @@ VARIANTS = {
     "hinge_only": {"loss": {name: 0.0 for name in CONTRASTIVE}},
     **{f"no_{name}": {"loss": {name: 0.0}} for name in CONTRASTIVE},
     "no_attention": {"model": {"g_attention": [None], "d_attention": [None]}},
+    # issue 19: does the generator use its noise? (each off in the paper's objective)
+    "noise_blocks": {"model": {"g_noise_blocks": True}},
+    "mode_seeking": {"loss": {"mode_seeking": 1.0}},
+    "mbstd": {"model": {"d_minibatch_std": 4}},
+    "diversity_all": {"model": {"g_noise_blocks": True, "d_minibatch_std": 4}, "loss": {"mode_seeking": 1.0}},
 }
 
 
@@ -102,14 +114,15 @@ def _one_run(job: tuple) -> dict:
     model = run / "train" / "model.pt"
     generate_dev_set(params, model, data["dev"], run / "generated", pretrained=root / "no_pretrained")
     fad = evaluate(params, run / "generated", data["dev"], run / "metrics", pretrained=root / "no_pretrained",
-                   cache=run / "embeddings")["fad"]
+                   train_manifest=data["raw"], cache=run / "embeddings")["fad"]
     dev = read_dev_prompts(data["dev"])
     reading = mel_reading(params, load_real_clips(params, train, dev), dev, model, root / "no_pretrained")
     g = reading["generated"]
     return {"variant": variant, "seed": seed, "fg_accuracy": g["fg_accuracy"], "bg_accuracy": g["bg_accuracy"],
             "fg_chance": g["fg_chance"], "bg_chance": g["bg_chance"], "fg_ceiling": reading["ceiling"]["fg_accuracy"],
             "bg_ceiling": reading["ceiling"]["bg_accuracy"], "diversity": reading["diversity"]["ratio"],
-            "fad": fad["fad_mean"], "steps": params["train"]["steps"],
+            "fad": fad["fad_mean"], "fad_over_floor": fad.get("fad_over_floor"), "steps": params["train"]["steps"],
+            "fg_per_kind": g["fg_per_kind"], "bg_per_kind": g["bg_per_kind"], "fg_worst_kind": g["fg_worst_kind"],
             "train_seconds": round(trained - started, 1), "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -117,16 +130,32 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} +- {statistics.stdev(values) if len(values) > 1 else 0.0:.3f}"
 
 
+def kinds_table(rows: list[dict]) -> str:
+    """Foreground accuracy per kind (mean +- std over seeds) and the worst kind's mean, per variant."""
+    kinds = sorted(rows[0]["fg_per_kind"])
+    lines = ["| variant | " + " | ".join(kinds) + " | worst kind (mean of each run's worst) |",
+             "| --- |" + " --- |" * (len(kinds) + 1)]
+    for variant in VARIANTS:
+        mine = [r for r in rows if r["variant"] == variant]
+        if mine:
+            worst = mean_std([min(r["fg_per_kind"].values()) for r in mine])
+            lines.append(f"| {variant} | " + " | ".join(mean_std([r["fg_per_kind"][k] for r in mine]) for k in kinds)
+                         + f" | {worst} |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
-    lines = ["| variant | runs | foreground | background | diversity | stand-in FAD | s/run |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| variant | runs | foreground | background | diversity | stand-in FAD | FAD / floor | s/run |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for variant in VARIANTS:
         mine = [r for r in rows if r["variant"] == variant]
         if not mine:
             continue
         lines.append(f"| {variant} | {len(mine)} | {mean_std([r['fg_accuracy'] for r in mine])} | "
                      f"{mean_std([r['bg_accuracy'] for r in mine])} | {mean_std([r['diversity'] for r in mine])} | "
-                     f"{mean_std([r['fad'] for r in mine])} | {statistics.mean(r['seconds'] for r in mine):.0f} |")
+                     f"{mean_std([r['fad'] for r in mine])} | {mean_std([r['fad_over_floor'] for r in mine])} | "
+                     f"{statistics.mean(r['seconds'] for r in mine):.0f} |")
+    lines += ["", kinds_table(rows)]
     first = rows[0]
     lines.append(f"\nchance {first['fg_chance']:.3f} / {first['bg_chance']:.3f}, ceiling (real dev clips) "
                  f"{first['fg_ceiling']:.3f} / {first['bg_ceiling']:.3f}; {first['steps']} steps per run")
@@ -161,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             for row in pool.imap_unordered(one_run, jobs):
                 rows.append(row)
                 print(f"{row['variant']} seed {row['seed']}: fg {row['fg_accuracy']:.3f} bg {row['bg_accuracy']:.3f} "
-                      f"div {row['diversity']:.2f} fad {row['fad']:.1f} ({row['seconds']:.0f} s)", file=sys.stderr,
-                      flush=True)
+                      f"div {row['diversity']:.2f} fad {row['fad']:.1f} ({row['fad_over_floor']:.2f} x floor) "
+                      f"kinds {row['fg_per_kind']} ({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))
     print(json.dumps(rows, indent=1) if args.json else table(rows))
     return 0

@@ -110,17 +110,20 @@ def test_synthesize_benchmark_times_each_size_per_prompt_side_by_side():
 
 def test_conditioning_benchmark_trains_each_variant_and_prints_the_rows():
     done = subprocess.run([sys.executable, str(REPO / "benchmarks/conditioning.py"), "--overlay",
-                           str(REPO / "config/tiny.yaml"), "--variants", "full,hinge_only,no_attention",
-                           "--seeds", "1234", "--steps", "2", "--json"],
-                          capture_output=True, text=True, env=venv_env(), timeout=600)
+                           str(REPO / "config/tiny.yaml"), "--variants",
+                           "full,no_attention,noise_blocks,mode_seeking,mbstd", "--seeds", "1234", "--steps", "2",
+                           "--json"],
+                          capture_output=True, text=True, env=venv_env(), timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(done.stdout)
-    assert [r["variant"] for r in rows] == ["full", "hinge_only", "no_attention"]
+    assert [r["variant"] for r in rows] == ["full", "no_attention", "noise_blocks", "mode_seeking", "mbstd"]
     for row in rows:
         assert {"variant", "seed", "fg_accuracy", "bg_accuracy", "fad"} <= set(row) and row["seed"] == 1234
         assert 0 <= row["fg_accuracy"] <= 1 and 0 <= row["bg_accuracy"] <= 1 and row["fad"] > 0
         assert row["steps"] == 2 and row["fg_ceiling"] >= row["fg_chance"]
-    assert rows[0]["fad"] != rows[2]["fad"]  # no attention is another model
+        assert row["diversity"] >= 0 and row["fad_over_floor"] > 0 and row["fg_worst_kind"] in row["fg_per_kind"]
+    fads = [r["fad"] for r in rows]
+    assert len(set(fads)) == len(fads)  # each variant is another model (or another objective)
 
 
 def test_gpu_benchmark_smoke_runs_every_row_on_cpu_and_prints_json_rows(tmp_path):

@@ -4,7 +4,8 @@ band a foreground occupies and how it moves (steady, beating), over a background
 import numpy as np
 import pytest
 
-from scenesynth.evaluation.conditioning import diversity, fit_reader, majority_rate, mel_features, reading
+from scenesynth.evaluation.conditioning import (diversity, fit_reader, majority_rate, mel_features, per_kind_line,
+                                                reading)
 
 BINS, FRAMES = 16, 40
 FOREGROUNDS = ("low", "high", "beat")
@@ -49,7 +50,7 @@ def test_a_generator_that_follows_its_prompts_scores_near_its_ceiling_and_one_th
     real = {"ceiling": f(dev), "ceiling_fg": dev_fg, "ceiling_bg": dev_bg}
     good = reading(f(train), train_fg, train_bg, f(follows), dev_fg, dev_bg, **real)
     bad = reading(f(train), train_fg, train_bg, f(ignores), dev_fg, dev_bg, **real)
-    assert good["ceiling"] == {"fg_accuracy": 1.0, "bg_accuracy": 1.0}
+    assert (good["ceiling"]["fg_accuracy"], good["ceiling"]["bg_accuracy"]) == (1.0, 1.0)
     assert good["generated"]["fg_accuracy"] == 1.0 and good["generated"]["bg_accuracy"] == 1.0
     assert bad["generated"]["fg_accuracy"] == pytest.approx(1 / 3) == bad["generated"]["fg_chance"]
     assert bad["generated"]["fg_predicted"] == ["low"] * 18
@@ -82,3 +83,33 @@ def test_chance_is_the_majority_rate_and_bad_input_is_refused():
         fit_reader(np.zeros((3, 2)), ["a", "b"])
     with pytest.raises(ValueError, match="3 generated rows but 2/2 labels"):
         reading(np.zeros((4, 2)), list("abab"), list("abab"), np.zeros((3, 2)), list("ab"), list("ab"))
+
+
+def test_per_kind_accuracy_names_the_kind_the_generator_never_makes_and_what_it_makes_instead():
+    train, train_fg, train_bg = scenes(60, 10)
+    dev, dev_fg, dev_bg = scenes(18, 11)
+    rng = np.random.default_rng(12)
+    # sustained kinds made as asked, the beating one made as the low band: a 2/3 mean hides a 0
+    made = np.stack([fake_mel("low" if fg == "beat" else fg, bg, rng) for fg, bg in zip(dev_fg, dev_bg)])
+    f = mel_features
+    result = reading(f(train), train_fg, train_bg, f(made), dev_fg, dev_bg, ceiling=f(dev), ceiling_fg=dev_fg,
+                     ceiling_bg=dev_bg)
+    g = result["generated"]
+    assert g["fg_accuracy"] == pytest.approx(2 / 3)
+    assert g["fg_per_kind"] == {"beat": 0.0, "high": 1.0, "low": 1.0} and g["fg_worst_kind"] == "beat"
+    assert g["fg_confusion"]["beat"] == {"low": 6} and g["fg_confusion"]["low"] == {"low": 6}
+    assert g["bg_per_kind"] == {"flat": 1.0, "tilted": 1.0}
+    assert result["ceiling"]["fg_per_kind"] == {"beat": 1.0, "high": 1.0, "low": 1.0}
+    line = per_kind_line({"generated": g, "audio": {"generated": g}})
+    assert line.startswith("foreground per kind (mel / audio): beat 0.00 / 0.00, high 1.00 / 1.00, low 1.00 / 1.00; "
+                           "worst: beat (mel), beat (audio); background per kind")
+
+
+def test_each_prompts_spread_over_noise_vectors_is_on_the_diversity_scale():
+    train, fg, bg = scenes(60, 13)
+    features = mel_features(train)
+    real_groups = [features[[i for i in range(60) if (fg[i], bg[i]) == kind]] for kind in set(zip(fg, bg))]
+    varied = mel_features(scenes(12, 14)[0][:4])
+    result = diversity(features, [varied, np.repeat(varied[:1], 4, axis=0)], real_groups)
+    assert result["per_group_ratio"][1] == 0.0 and result["per_group_ratio"][0] > 0.5
+    assert np.mean(result["per_group_ratio"]) == pytest.approx(result["ratio"])

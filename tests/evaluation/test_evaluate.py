@@ -67,11 +67,25 @@ def test_references_against_themselves_and_a_rerun_that_embeds_nothing(tmp_path,
     assert "fg_predicted" not in cond["generated"] and cond["generated"]["n_z"] == params["evaluate"]["conditioning_z"]
     assert set(cond["ceiling"]) >= {"fg_accuracy", "bg_accuracy"} and cond["diversity"]["ratio"] > 0
     assert cond["audio"]["n_training_clips"] == min(params["evaluate"]["conditioning_resynth_clips"], 16)
-    assert set(cond["audio"]["ceiling"]) == {"fg_accuracy", "bg_accuracy"}
+    assert set(cond["audio"]["ceiling"]) == {"fg_accuracy", "bg_accuracy", "fg_per_kind", "bg_per_kind"}
+    kinds = sorted(set(read_manifest(dev)["foreground"]))
+    for part in (cond["generated"], cond["audio"]["generated"]):  # per kind, both readings, worst named
+        assert sorted(part["fg_per_kind"]) == kinds and part["fg_worst_kind"] in kinds
+        assert part["fg_per_kind"][part["fg_worst_kind"]] == min(part["fg_per_kind"].values())
+    assert table["z_spread"].astype(float).ge(0).all() and table["z_spread"].astype(float).mean() == pytest.approx(
+        cond["diversity"]["ratio"])
+    floor = fad["real_floor"]  # sets of as many real training clips as there are prompts: 16 // 6 = 2 draws
+    assert (floor["n_clips"], floor["draws"]) == (n_dev, 2) and floor["fd_mean"] > 0
+    assert fad["fad_over_floor"] == pytest.approx(fad["fad_mean"] / floor["fd_mean"])
+    headline = json.loads((tmp_path / "metrics/headline.json").read_text())
+    assert headline["fad_floor"] == floor["fd_mean"] and headline["cond_fg_per_kind"] == cond["generated"]["fg_per_kind"]
+    assert headline["cond_fg_worst_kind"] == cond["generated"]["fg_worst_kind"]
     printed = capsys.readouterr().out.splitlines()
     assert any(line.startswith("conditioning (mel reading, 4 z per prompt): foreground") for line in printed)
+    assert any(line.startswith("foreground per kind (mel / audio): ") for line in printed)
     assert printed[0].startswith("FAD (logmel_stats, NOT comparable with the paper): 0.000")
-    assert printed[1] == "CLAP score: not computed (evaluate.clap_score is false: no CLAP checkpoint is used " \
+    assert printed[1].startswith(f"FD floor (real training clips vs the same reference, {floor['n_clips']} clips x ")
+    assert printed[2] == "CLAP score: not computed (evaluate.clap_score is false: no CLAP checkpoint is used " \
                          "(the demo fetches none))"
 
     before = {name: (tmp_path / "metrics" / name).read_bytes() for name in ("per_prompt.csv", "clap_score.json",

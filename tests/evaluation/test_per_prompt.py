@@ -19,7 +19,8 @@ def test_distances_ranks_and_the_other_columns():
     generated = {"0": {"a": np.array([[0.0, 1.0]]), "b": np.array([[10.0, 5.0]]), "c": np.array([[0.0, 10.0]])},
                  "1": {"a": np.array([[0.0, 3.0]]), "b": np.array([[10.0, 5.0]]), "c": np.array([[0.0, 10.0]])}}
     clap = {"0": {"a": 0.1, "b": 0.2, "c": 0.3}, "1": {"a": 0.3, "b": 0.2, "c": 0.3}}
-    table = per_prompt_table(DEV, generated, reference(), clap, {"a": {"foreground": "dog", "background": "water"}})
+    table = per_prompt_table(DEV, generated, reference(), clap, {"a": {"foreground": "dog", "background": "water",
+                                                                      "z_spread": 0.25}})
     assert tuple(table.columns) == COLUMNS and list(table["prompt_id"]) == ["b", "a", "c"] and list(table["rank"]) == [1, 2, 3]
     a = table.set_index("prompt_id").loc["a"]
     assert (a["own_reference_distance"], a["own_reference_distance_std"]) == (2.0, pytest.approx(np.sqrt(2)))
@@ -27,6 +28,7 @@ def test_distances_ranks_and_the_other_columns():
     assert a["reference_mean_distance"] == pytest.approx(np.mean([np.linalg.norm([0, y] - mean) for y in (1, 3)]))
     assert (a["clap_score"], a["predicted_foreground"], a["nearest_reference"]) == (pytest.approx(0.2), "dog", "a")
     assert table.set_index("prompt_id").loc["c", "own_reference_distance"] == 0.0
+    assert a["z_spread"] == 0.25 and np.isnan(table.set_index("prompt_id").loc["b", "z_spread"])
 
 
 def test_unpaired_reference_files_leave_the_own_distance_empty_and_rank_by_the_set():

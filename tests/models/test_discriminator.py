@@ -98,3 +98,24 @@ def test_bad_configuration_or_input_raises() -> None:
     discriminator = Discriminator(**{**TINY, "attention_plan": ()})
     with pytest.raises(ValueError, match="mel must be"):
         discriminator(torch.randn(BATCH, 1, N_MELS, N_FRAMES // 2), make_text())
+
+
+def test_minibatch_std_lets_the_discriminator_see_a_batch_of_identical_samples() -> None:
+    """model.d_minibatch_std (issue 19): one more channel before the last block, the group's spread; a batch
+    of one sample repeated gives D another logit than a batch whose samples differ, the same sample first."""
+    from scenesynth.models.layers import minibatch_std
+
+    x = torch.randn(4, 3, 2, 2)
+    out = minibatch_std(x, 2)
+    assert out.shape == (4, 4, 2, 2) and torch.equal(out[:, :3], x)
+    assert torch.allclose(out[0, 3], out[2, 3]) and not torch.allclose(out[0, 3], out[1, 3])  # groups interleaved
+    assert torch.allclose(minibatch_std(x[:1].expand(4, -1, -1, -1), 4)[:, 3], torch.tensor(1e-4))
+    assert minibatch_std(x[:3], 2).shape == (3, 4, 2, 2)  # the group shrinks to a divisor of the batch
+    torch.manual_seed(0)
+    plain, with_std = Discriminator(**TINY).eval(), Discriminator(**TINY, minibatch_std_group=3).eval()  # no SN update
+    assert with_std.blocks[-1].conv1.in_channels == plain.blocks[-1].conv1.in_channels + 1
+    text, mel = make_text(), make_mel()
+    same = mel[:1].expand(BATCH, -1, -1, -1).contiguous()
+    with torch.no_grad():
+        assert not torch.allclose(with_std(same, text).logit[0], with_std(torch.cat([mel[:1], mel[1:] + 3.0]), text).logit[0])
+        assert torch.allclose(plain(same, text).logit[0], plain(torch.cat([mel[:1], mel[1:] + 3.0]), text).logit[0])

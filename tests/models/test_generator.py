@@ -141,3 +141,27 @@ def test_paper_size_parameter_counts_without_activations() -> None:
     assert n_generator == sum(count_parameters(child) for child in generator.children()) + 2  # + output affine
     assert 10_000_000 < n_generator < 100_000_000
     assert 10_000_000 < n_discriminator < 100_000_000
+
+
+def test_noise_blocks_feed_a_chunk_of_z_to_every_block_and_the_default_keeps_the_paper_layout() -> None:
+    """model.g_noise_blocks (issue 19): each block's CBN condition is [sentence, its chunk of z], so changing
+    only the last block's chunk changes the output; off, z enters the input linear alone."""
+    from scenesynth.models.generator import noise_chunks
+
+    assert noise_chunks(8, 3) == [2, 2, 2, 2] and noise_chunks(128, 4) == [28, 25, 25, 25, 25]
+    with pytest.raises(ValueError, match="cannot give a chunk"):
+        noise_chunks(3, 3)
+    torch.manual_seed(0)
+    paper = Generator(**TINY)
+    assert paper.z_chunks == [Z_DIM] and paper.input.in_features == Z_DIM
+    blocks = Generator(**TINY, noise_blocks=True)
+    assert blocks.input.in_features == 2 and blocks.blocks[2].norm1.gain.in_features == SENTENCE_DIM + 2
+    blocks.eval()
+    for module in blocks.modules():  # CBN gains start at 0: give the noise a way in before comparing
+        if isinstance(module, ConditionalBatchNorm2d):
+            torch.nn.init.normal_(module.gain.weight, std=0.5)
+    text, z = make_text(), torch.randn(2, Z_DIM)
+    moved = z.clone()
+    moved[:, -2:] += 1.0  # the last block's chunk only
+    with torch.no_grad():
+        assert not torch.allclose(blocks(z, text), blocks(moved, text))

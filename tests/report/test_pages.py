@@ -179,3 +179,18 @@ def test_metrics_page_draws_the_curves_of_training_and_the_fad_interval():
     assert "fad_mean (min): 200 (20)" in best and "last evaluated step 300 (25)" in best
     assert "9.560 to 15.440" in re.search(r'id="fad-interval">([^<]+)<', page).group(1)
     assert "No evaluation during training" in metrics_page(fad_record(), {"skipped": "no labels"}, {})
+def test_metrics_page_gives_each_kind_s_accuracy_in_both_readings_and_the_fad_floor():
+    fad = fad_record(real_floor={"fd_mean": 100.0, "fd_std": 5.0, "n_clips": 60, "draws": 8}, fad_over_floor=3.5)
+    reading = {"fg_accuracy": 0.5, "fg_chance": 0.5, "bg_accuracy": 1.0, "bg_chance": 0.5,
+               "fg_per_kind": {"clock": 0.0, "engine": 1.0}, "fg_worst_kind": "clock",
+               "fg_confusion": {"clock": {"chirps": 3, "clock": 1}, "engine": {"engine": 4}}}
+    cond = {"generated": reading, "ceiling": {"fg_accuracy": 1.0, "fg_per_kind": {"clock": 1.0, "engine": 1.0}},
+            "audio": {"generated": {**reading, "fg_per_kind": {"clock": 0.25, "engine": 0.75}}, "ceiling": {}}}
+    page = metrics_page(fad, cond, {})
+    kinds = re.search(r'<table id="conditioning-fg-kinds">(.*?)</table>', page, re.S).group(1)
+    assert ('<tr><td>clock</td><td class="num">0.000 (worst)</td><td class="num">1.000</td>'
+            '<td class="num">0.250 (worst)</td><td class="num">n/a</td><td>chirps (3 of 4)</td></tr>') in kinds
+    assert "<td>engine</td>" in kinds and kinds.endswith("<td>-</td></tr>\n")
+    assert "conditioning-bg-kinds" not in page  # no per-kind result for the background: no empty table
+    floor = re.search(r'id="fd-floor">([^<]+)<', page).group(1)
+    assert "100.000 &plusmn; 5.000" in floor and "this run is 3.50 x its floor" in floor

@@ -7,7 +7,8 @@ Measured (600 steps, 12 prompts x 8 z), foreground accuracy by training seed: 12
 2: 0.96, 3: 0.83, 4: 1.00 (at 300 steps seeds 1234 and 1 were still at 0.50, so the seed stays fixed
 and the steps stay at 600). A generator that is never stepped, or that steps against its own
 objective, scores 0.50 (every clip one class). A detached tensor, a wrong mask or a swapped sign in the losses leaves the
-generator unconditioned and turns this red; the fast unit tests do not see such a change.
+generator unconditioned and turns this red; the fast unit tests do not see such a change. The same
+run's spread over noise vectors must clear a diversity floor that a generator ignoring its noise fails.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from scenesynth.evaluation.conditioning_score import load_real_clips, mel_readin
 
 SEPARABLE = REPO / "config" / "separable.yaml"
 FOREGROUND_FLOOR = 0.70  # chance is 0.50 (two foregrounds, balanced dev set)
+# Spread over z for one prompt / spread of real clips of one kind. Measured: 0.219 for this run (seed
+# 1234); 0.000 with the noise zeroed at sampling, and 0.000 for a run trained with G's input cut from z
+# (`self.input(torch.zeros_like(z))`), which still scores foreground 1.00: accuracy alone does not see it.
+DIVERSITY_FLOOR = 0.10
 
 
 @pytest.fixture(scope="module")
@@ -37,19 +42,45 @@ def separable_run(tmp_path_factory) -> dict:
             "pretrained": root / "no_pretrained"}
 
 
-def test_a_short_training_makes_the_foreground_its_prompt_asks_for(separable_run):
+@pytest.fixture(scope="module")
+def separable_reading(separable_run) -> dict:
+    """The mel reading of the trained model (and the real clips and dev rows it was read against)."""
     params, manifest = separable_run["params"], separable_run["manifest"]
-    assert separable_run["summary"]["steps"] == params["train"]["steps"]
     train, dev = manifest.query("split == 'train'"), manifest.query("split == 'dev'").reset_index(drop=True)
-    assert sorted(set(dev["foreground"])) == ["chirps", "engine"]
     real = load_real_clips(params, train, dev)
     result = mel_reading(params, real, dev, separable_run["model"], separable_run["pretrained"])
+    return {"real": real, "dev": dev, "result": result}
+
+
+def test_a_short_training_makes_the_foreground_its_prompt_asks_for(separable_run, separable_reading):
+    params = separable_run["params"]
+    assert separable_run["summary"]["steps"] == params["train"]["steps"]
+    dev, result = separable_reading["dev"], separable_reading["result"]
+    assert sorted(set(dev["foreground"])) == ["chirps", "engine"]
     generated = result["generated"]
     print("separable demo:", {k: v for k, v in generated.items() if not k.endswith(("predicted", "classes"))},
           "ceiling", result["ceiling"], "diversity", round(result["diversity"]["ratio"], 3))
     assert result["ceiling"]["fg_accuracy"] == 1.0  # the reading itself can tell the two apart
     assert generated["fg_chance"] == 0.5 and generated["n_z"] == 8 and generated["n_prompts"] == len(dev)
     assert generated["fg_accuracy"] >= FOREGROUND_FLOOR, generated
+
+
+def test_the_generator_uses_its_noise_and_one_that_ignores_it_fails_the_diversity_floor(
+        separable_run, separable_reading, monkeypatch):
+    """Issue 19: several noise vectors for one prompt must give several sounds. The trained model's
+    spread over z clears DIVERSITY_FLOOR; the same model with its noise zeroed (a generator that
+    ignores z) does not, and neither does a model trained with the generator's input cut from z."""
+    import torch
+
+    from scenesynth.models.generator import Generator
+
+    healthy = separable_reading["result"]["diversity"]["ratio"]
+    forward = Generator.forward
+    monkeypatch.setattr(Generator, "forward", lambda self, z, text: forward(self, torch.zeros_like(z), text))
+    ignored = mel_reading(separable_run["params"], separable_reading["real"], separable_reading["dev"],
+                          separable_run["model"], separable_run["pretrained"])["diversity"]["ratio"]
+    print(f"diversity x real: healthy {healthy:.3f}, noise zeroed {ignored:.3f} (floor {DIVERSITY_FLOOR})")
+    assert ignored < DIVERSITY_FLOOR <= healthy
 
 
 def test_two_prompts_of_different_sounds_are_heard_as_asked_and_repeat_byte_for_byte(separable_run):

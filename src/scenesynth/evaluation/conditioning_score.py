@@ -45,6 +45,23 @@ CONDITIONING_METRICS = {
     **{f"cond_audio_{task}_{part}": f"audio.{where}.{task}_accuracy" for task in ("fg", "bg")
        for part, where in (("accuracy", "generated"), ("ceiling", "ceiling"))},
 }
+KIND_METRICS = {"cond_{task}_kind_{kind}": "generated.{task}_per_kind",
+                "cond_audio_{task}_kind_{kind}": "audio.generated.{task}_per_kind"}
+
+
+def mlflow_metrics(cond: dict) -> dict[str, float]:
+    """conditioning.json's numbers under their MLflow names: the fixed table, and one metric per kind and
+    reading (``cond_fg_kind_clock``, ``cond_audio_fg_kind_clock``); absent parts are left out."""
+    from scenesynth.evaluation.headline import pick
+
+    flat = {name: value for name, dotted in CONDITIONING_METRICS.items() if (value := pick(cond, dotted)) is not None}
+    for name, dotted in KIND_METRICS.items():
+        for task in ("fg", "bg"):
+            for kind, value in (pick(cond, dotted.format(task=task)) or {}).items():
+                flat[name.format(task=task, kind=kind)] = value
+    return flat
+
+
 MAX_CLASSIFIER_CLIPS = 600  # per task; the demo has 480 training clips
 NOISE_STREAM = 7_919  # the score's noise is its own, apart from generate's candidates
 
@@ -162,12 +179,15 @@ def conditioning_metrics(params: dict, real: RealClips, dev: pd.DataFrame, first
     mel = mel_reading(params, real, dev, model_path, pretrained)
     n_z = mel["generated"]["n_z"]
     per_z = {task: mel["generated"].pop(f"{task}_predicted") for task in ("fg", "bg")}
+    spreads = mel["diversity"].pop("per_group_ratio")
     audio, heard = (audio_reading(params, real, dev, first_seed) if audio else
                     ({"skipped": "left out of training's periodic evaluation (the mel reading is its curve)"}, None))
     # per_prompt.csv stands beside the first seed's clip: its labels are those of that clip (the audio
     # reading) where there is one; else the mel reading's first noise vector, and the record says so.
     predicted = heard or {key: {"foreground": per_z["fg"][i * n_z], "background": per_z["bg"][i * n_z]}
                           for i, key in enumerate(dev["key"])}
+    for key, spread in zip(dev["key"], spreads):  # each prompt's spread over its n_z noise vectors, x real
+        predicted[key] = {**predicted[key], "z_spread": spread}
     result = {
         "reading": "mel: log-mels of the generator (the model file's weights, no vocoder) against readers fitted "
                    "on the real training clips' log-mels; chance = the dev labels' majority rate",

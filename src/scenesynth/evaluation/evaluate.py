@@ -24,11 +24,12 @@ from scenesynth.data.manifest import read_dev_prompts
 from scenesynth.evaluation.clap_score import clap_score, not_computed
 from scenesynth.evaluation.bootstrap import fad_bootstrap
 from scenesynth.evaluation.clip_prep import ClipRecipe, prepare_clip
-from scenesynth.evaluation.conditioning import conditioning_line
-from scenesynth.evaluation.conditioning_score import CONDITIONING_METRICS, conditioning_metrics, labelled_clips
+from scenesynth.evaluation.conditioning import conditioning_line, per_kind_line
+from scenesynth.evaluation.conditioning_score import conditioning_metrics, labelled_clips, mlflow_metrics
 from scenesynth.evaluation.embedding_cache import EmbeddingCache
 from scenesynth.evaluation.embeddings import get_embedding
-from scenesynth.evaluation.headline import HEADLINE_FILE, pick, write_headline
+from scenesynth.evaluation.fd_floor import floor_line, real_floor
+from scenesynth.evaluation.headline import HEADLINE_FILE, write_headline
 from scenesynth.evaluation.generated import generated_sets, left_out_lines
 from scenesynth.evaluation.frechet import frechet_distance, merged_statistics, organisers_frechet
 from scenesynth.evaluation.per_prompt import per_prompt_table
@@ -85,10 +86,12 @@ def metric_lines(fad: dict, clap: dict, conditioning: dict, per_prompt: Path, ta
     lines = [f"FAD ({fad['embedding']}, {note}): {fad['fad_mean']:.3f} +- {fad['fad_std']:.3f} over "
              f"{fad['n_seeds']} seed(s) x {fad['n_prompts']} prompts, against {fad['reference']['description']} "
              f"[paper {fad['paper_fad']}, baseline {fad['baseline_fad']}]"]
+    if fad.get("real_floor"):
+        lines.append(floor_line(fad))
     lines.append(f"CLAP score ({clap['model']}): {clap['clap_score_mean']:.4f} +- {clap['clap_score_std']:.4f}"
                  if clap["computed"] else f"CLAP score: not computed ({clap['reason']})")
     if "generated" in conditioning:
-        lines.append(conditioning_line(conditioning))
+        lines += [conditioning_line(conditioning), per_kind_line(conditioning)]
     worst = table.iloc[0]
     lines.append(f"per-prompt scores: {per_prompt} (worst first; worst: {worst['prompt_id']} {worst['caption']!r})")
     return lines
@@ -120,6 +123,18 @@ class Scorer:
                                         lambda p: prepare_clip(p, self.recipe))
         self.real = labelled_clips(params, train_manifest, self.dev) if cfg["conditioning"] else None
         self.ref_mean, self.ref_cov, _ = merged_statistics(self.reference.vectors)
+        self._floor_inputs = (train_manifest, identity, cache)
+        self._floor: dict | None = None
+
+    @property
+    def floor(self) -> dict | None:
+        """The FAD's floor: real training clips scored like a generated set (fd_floor.py); computed at the
+        first FAD only (it does not depend on the generator), None without a training manifest."""
+        train_manifest, identity, cache = self._floor_inputs
+        if self._floor is None and train_manifest is not None:
+            self._floor = real_floor(self.params, train_manifest, len(self.dev), self.reference, self.embedding,
+                                     identity, cache, self.recipe)
+        return self._floor
 
     @property
     def keys(self) -> list[str]:
@@ -147,6 +162,10 @@ class Scorer:
                        "organisers_resampler": "torchaudio Kaiser sinc (docs/paper.md section 6)"},
             "skipped_references": self.reference.skipped,
             "stand_ins": stand_ins(params)})
+        floor = self.floor
+        if floor is not None:
+            fad.update(real_floor=floor, fad_over_floor=fad["fad_mean"] / floor["fd_mean"]
+                       if floor["fd_mean"] > 0 else float("nan"))
         captions = dict(zip(self.dev["key"], self.dev["caption"]))
         clap, clap_per_seed = (clap_score(self.pretrained, inference_device(params), sets, captions)
                                if cfg["clap_score"] else
@@ -160,6 +179,8 @@ class Scorer:
         table = per_prompt_table(self.dev, vectors, self.reference, clap_per_seed, predicted)
         conditioning = cond if cond is not None else {"skipped": "no labels or evaluate.conditioning is false"}
         flat = {"fad_mean": fad["fad_mean"], "fad_std": fad["fad_std"]}
+        if floor is not None:
+            flat.update(fad_floor=floor["fd_mean"], fad_over_floor=fad["fad_over_floor"])
         if "std" in fad["fad_bootstrap"]:
             boot = fad["fad_bootstrap"]
             flat.update(fad_boot_std=boot["std"], fad_ci_low=boot["interval"][0], fad_ci_high=boot["interval"][1])
@@ -179,8 +200,8 @@ class Scorer:
 
 
 def _conditioning_flat(cond: dict) -> dict[str, float]:
-    """conditioning.json's numbers under their MLflow names; absent parts (no audio reading) left out."""
-    return {name: value for name, dotted in CONDITIONING_METRICS.items() if (value := pick(cond, dotted)) is not None}
+    """conditioning.json's numbers under their MLflow names (per kind included; absent parts left out)."""
+    return mlflow_metrics(cond)
 
 
 def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
@@ -190,7 +211,7 @@ def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_
     """Write metrics/fad.json, clap_score.json, per_prompt.csv and conditioning.json; print one line per
     metric; log them to the training's MLflow run when ``run_dir`` is given."""
     generated, metrics_dir = Path(generated), Path(metrics_dir)
-    scorer = Scorer(params, manifest, pretrained, train_manifest if model is not None else None, cache)
+    scorer = Scorer(params, manifest, pretrained, train_manifest, cache)
     sets, left_out = generated_sets(generated, scorer.keys)
     scores = scorer.score(sets, model)
     fad, clap, conditioning, table = scores["fad"], scores["clap"], scores["conditioning"], scores["per_prompt"]

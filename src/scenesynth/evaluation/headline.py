@@ -3,8 +3,9 @@
 The stage files (metrics/train.json, fad.json, conditioning.json) hold everything, per seed and
 per category; shown as DVC metrics they made `dvc exp show` a hundred columns wide, with FAD
 somewhere past the edge of the terminal. This file holds what a reader compares first: FAD (mean
-and std over seeds), the conditioning score beside its chance level and the real clips' ceiling,
-the CLAP score where there is one, the training length, and what the run used (overlay, data
+and std over seeds, and its real-vs-real floor), the conditioning score beside its chance level and the real clips' ceiling,
+the per-kind accuracy of both readings with the worst kind named, the diversity, the
+CLAP score where there is one, the training length, and what the run used (overlay, data
 source, stand-ins), so that a row of the table says which settings produced it even for a run
 that Snakemake made outside DVC.
 """
@@ -44,6 +45,8 @@ HEADLINE = {
     "fad_ci_low": ("fad.json", "fad_bootstrap.interval.0"),
     "fad_ci_high": ("fad.json", "fad_bootstrap.interval.1"),
     "fad_embedding": ("fad.json", "embedding"),
+    "fad_floor": ("fad.json", "real_floor.fd_mean"),
+    "fad_over_floor": ("fad.json", "fad_over_floor"),
     "clap_score": ("clap_score.json", "clap_score_mean"),
     "clap_score_std": ("clap_score.json", "clap_score_std"),
     "cond_fg_accuracy": ("conditioning.json", "generated.fg_accuracy"),
@@ -52,6 +55,14 @@ HEADLINE = {
     "cond_bg_chance": ("conditioning.json", "generated.bg_chance"),
     "cond_fg_ceiling": ("conditioning.json", "ceiling.fg_accuracy"),
     "cond_bg_ceiling": ("conditioning.json", "ceiling.bg_accuracy"),
+    "cond_fg_worst_kind": ("conditioning.json", "generated.fg_worst_kind"),
+    "cond_bg_worst_kind": ("conditioning.json", "generated.bg_worst_kind"),
+    "cond_fg_per_kind": ("conditioning.json", "generated.fg_per_kind"),
+    "cond_bg_per_kind": ("conditioning.json", "generated.bg_per_kind"),
+    "cond_audio_fg_per_kind": ("conditioning.json", "audio.generated.fg_per_kind"),
+    "cond_audio_bg_per_kind": ("conditioning.json", "audio.generated.bg_per_kind"),
+    "cond_audio_fg_worst_kind": ("conditioning.json", "audio.generated.fg_worst_kind"),
+    "cond_diversity": ("conditioning.json", "diversity.ratio"),
     "train_steps": ("train.json", "steps"),
     "train_best_step": ("train.json", "best_step"),  # the periodic evaluation's best (train.select_by)
 }

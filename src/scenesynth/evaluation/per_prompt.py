@@ -14,7 +14,10 @@ vector is the mean of its rows), each averaged over the generation seeds (std be
   share of FAD's |mu1 - mu2|^2 term;
 * ``nearest_reference``: the reference clip closest to it (its own prompt's, ideally);
 * ``clap_score``: the clip's CLAP audio-text cosine (empty where no CLAP is fetched);
-* ``predicted_foreground`` / ``predicted_background``: the demo's conditioning classifier's labels.
+* ``predicted_foreground`` / ``predicted_background``: the demo's conditioning classifier's labels;
+* ``z_spread``: the demo's spread of the generator's log-mels over the mel reading's noise vectors
+  for this prompt, as a multiple of the spread of real clips of one kind (near 0: this prompt gets
+  the same sound whatever the noise; conditioning.py's diversity is its mean over prompts).
 
 ``rank`` orders the prompts worst first: by own_reference_distance where it exists, otherwise by
 reference_mean_distance (1 = worst).
@@ -29,7 +32,7 @@ from scenesynth.evaluation.reference import Reference
 
 COLUMNS = ("rank", "prompt_id", "caption", "background", "own_reference_distance", "own_reference_distance_std",
            "reference_mean_distance", "reference_mean_distance_std", "nearest_reference", "clap_score",
-           "clap_score_std", "predicted_foreground", "predicted_background")
+           "clap_score_std", "predicted_foreground", "predicted_background", "z_spread")
 
 
 def _clip_vector(rows: np.ndarray) -> np.ndarray:
@@ -46,7 +49,8 @@ def per_prompt_table(dev: pd.DataFrame, generated: dict[str, dict[str, np.ndarra
                      clap: dict[str, dict[str, float]] | None = None,
                      predicted: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
     """One row per dev prompt. ``generated``: {seed: {prompt id: embedding rows}}; ``clap``: {seed: {prompt id:
-    cosine}}; ``predicted``: {prompt id: {"foreground": ..., "background": ...}} (the first seed's clips)."""
+    cosine}}; ``predicted``: {prompt id: {"foreground": ..., "background": ..., "z_spread": ...}} (the first seed's clips;
+    the spread over the conditioning score's noise vectors)."""
     ref_keys = list(reference.keys)
     ref_matrix = np.stack([_clip_vector(v) for v in reference.vectors])
     ref_mean = ref_matrix.mean(axis=0)
@@ -60,7 +64,8 @@ def per_prompt_table(dev: pd.DataFrame, generated: dict[str, dict[str, np.ndarra
         scores = [s[key] for s in (clap or {}).values() if key in s]
         labels = (predicted or {}).get(key, {})
         row = {"prompt_id": key, "caption": caption, "background": background, "nearest_reference": nearest,
-               "predicted_foreground": labels.get("foreground", ""), "predicted_background": labels.get("background", "")}
+               "predicted_foreground": labels.get("foreground", ""), "predicted_background": labels.get("background", ""),
+               "z_spread": labels.get("z_spread", np.nan)}
         for name, values in (("own_reference_distance", own_d), ("reference_mean_distance", mean_d),
                              ("clap_score", scores)):
             row[name], row[f"{name}_std"] = _mean_std(values)

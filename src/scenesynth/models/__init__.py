@@ -56,6 +56,7 @@ def build_models(
         min_channels=cfg["min_channels"],
         output_scale=cfg["g_output_scale"],
         output_shift=cfg["g_output_shift"],
+        noise_blocks=cfg.get("g_noise_blocks", False),  # .get: model files saved before the option
     )
     discriminator = Discriminator(
         base_channels=cfg["d_channels"],
@@ -71,5 +72,6 @@ def build_models(
         init_shape=cfg["init_shape"],
         min_channels=cfg["min_channels"],
         region_level=cfg["region_level"],
+        minibatch_std_group=cfg.get("d_minibatch_std", 0),  # .get: model files saved before the option
     )
     return generator, discriminator

@@ -12,6 +12,9 @@ Choices:
   size, after that level's attention stage) through an SN 1x1 conv; XMC-GAN likewise takes its
   regions from an intermediate map rather than the final one.
 - h_g is a two-layer SN MLP (C -> C -> P, ReLU between), as ContraGAN/ReACGAN's projection heads.
+- ``minibatch_std_group`` > 0 (``model.d_minibatch_std``, off in the paper's setting): ProGAN's
+  minibatch standard deviation enters the last block as one more channel, so D sees how much the
+  samples of a batch differ (issue 19: a generator that ignores its noise).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from scenesynth.models.attention import AttentionStage
-from scenesynth.models.layers import DiscriminatorBlock, level_channels, resolution_levels, sn_conv2d, sn_linear
+from scenesynth.models.layers import (DiscriminatorBlock, level_channels, minibatch_std, resolution_levels, sn_conv2d,
+                                     sn_linear)
 from scenesynth.text.batch import TextBatch
 
 
@@ -71,8 +75,10 @@ class Discriminator(nn.Module):
         init_shape: Sequence[int],
         min_channels: int,
         region_level: int,
+        minibatch_std_group: int = 0,
     ) -> None:
         super().__init__()
+        self.minibatch_std_group = minibatch_std_group
         self.levels = resolution_levels(n_mels, n_frames, init_shape)
         if len(attention_plan) > self.levels - 1:
             raise ValueError(
@@ -84,8 +90,9 @@ class Discriminator(nn.Module):
         self.n_mels, self.n_frames = n_mels, n_frames
         channels = [level_channels(base_channels, level, min_channels) for level in range(self.levels + 1)]
         out_levels = list(range(self.levels - 1, -1, -1))  # level of each block's output
+        extra = [1 if minibatch_std_group and i == len(out_levels) - 1 else 0 for i in range(len(out_levels))]
         self.blocks = nn.ModuleList(
-            DiscriminatorBlock(1 if i == 0 else channels[level + 1], channels[level], first=i == 0)
+            DiscriminatorBlock((1 if i == 0 else channels[level + 1]) + extra[i], channels[level], first=i == 0)
             for i, level in enumerate(out_levels)
         )
         mode_at_level = {len(attention_plan) - j: mode for j, mode in enumerate(attention_plan)}
@@ -114,6 +121,8 @@ class Discriminator(nn.Module):
         h = mel
         regions = None
         for index, (block, stage) in enumerate(zip(self.blocks, self.attention)):
+            if self.minibatch_std_group and index == len(self.blocks) - 1:
+                h = minibatch_std(h, self.minibatch_std_group)
             h = block(h)
             if isinstance(stage, AttentionStage):
                 h = stage(h, text)

@@ -5,7 +5,11 @@ channels max(C0 / 2^k, min_channels) at level k -> last BN, ReLU, SN 1x1 conv ->
 
 Choices:
 - Only z enters the input linear; the sentence conditions every block through CBN, and the
-  words/sentence through the attention stages, as docs/paper.md section 3 describes.
+  words/sentence through the attention stages, as docs/paper.md section 3 describes. With
+  ``noise_blocks`` (``model.g_noise_blocks``, off in the paper's setting) z is split as BigGAN's
+  hierarchical latent: one chunk into the input linear and one per block, concatenated with the
+  sentence as that block's CBN condition, so the noise reaches every resolution directly instead of
+  only through the first map, which the blocks can learn to wash out (issue 19).
 - attention_plan[j] is the stage after block j+1, i.e. at level j+1 (resolution 2^(j+1) * [F0, T0]);
   None skips a level. The default ("triple", "double", "single") puts them at 8x32, 16x64 and 32x128
   at paper size, so the largest attention map of G is 32 x 128 (128 channels).
@@ -28,6 +32,14 @@ from scenesynth.models.layers import GeneratorBlock, level_channels, resolution_
 from scenesynth.text.batch import TextBatch
 
 
+def noise_chunks(z_dim: int, levels: int) -> list[int]:
+    """Sizes of z's chunks for the input linear and each of ``levels`` blocks: equal, the remainder to the input."""
+    if z_dim < levels + 1:
+        raise ValueError(f"z_dim {z_dim} cannot give a chunk to the input and to each of {levels} blocks")
+    size = z_dim // (levels + 1)
+    return [z_dim - size * levels] + [size] * levels
+
+
 class Generator(nn.Module):
     def __init__(
         self,
@@ -45,17 +57,22 @@ class Generator(nn.Module):
         min_channels: int,
         output_scale: float,
         output_shift: float,
+        noise_blocks: bool = False,
     ) -> None:
         super().__init__()
         self.levels = resolution_levels(n_mels, n_frames, init_shape)
+        # noise_blocks: z = [input chunk, one chunk per block]; each block's CBN sees [sentence, its chunk]
+        self.z_chunks = noise_chunks(z_dim, self.levels) if noise_blocks else [z_dim]
         if len(attention_plan) > self.levels:
             raise ValueError(f"generator attention plan {list(attention_plan)} has more entries than its {self.levels} blocks")
         self.z_dim, self.n_mels, self.n_frames = z_dim, n_mels, n_frames
         self.init_shape = (int(init_shape[0]), int(init_shape[1]))
         channels = [level_channels(base_channels, level, min_channels) for level in range(self.levels + 1)]
-        self.input = sn_linear(z_dim, channels[0] * self.init_shape[0] * self.init_shape[1])
+        self.input = sn_linear(self.z_chunks[0], channels[0] * self.init_shape[0] * self.init_shape[1])
+        block_noise = self.z_chunks[1:] or [0] * self.levels
         self.blocks = nn.ModuleList(
-            GeneratorBlock(channels[level - 1], channels[level], sentence_dim) for level in range(1, self.levels + 1)
+            GeneratorBlock(channels[level - 1], channels[level], sentence_dim + block_noise[level - 1])
+            for level in range(1, self.levels + 1)
         )
         plan = list(attention_plan) + [None] * (self.levels - len(attention_plan))
         self.attention = nn.ModuleList(
@@ -72,9 +89,12 @@ class Generator(nn.Module):
         """z [B, z_dim] and the text conditioning -> log-mel [B, 1, n_mels, n_frames]."""
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [B, {self.z_dim}], got {tuple(z.shape)}")
-        h = self.input(z).view(z.shape[0], -1, *self.init_shape)
-        for block, stage in zip(self.blocks, self.attention):
-            h = block(h, text.sentence)
+        chunks = torch.split(z, self.z_chunks, dim=1)
+        h = self.input(chunks[0]).view(z.shape[0], -1, *self.init_shape)
+        conditions = ([torch.cat([text.sentence, chunk], dim=1) for chunk in chunks[1:]] if len(chunks) > 1
+                      else [text.sentence] * self.levels)
+        for block, stage, condition in zip(self.blocks, self.attention, conditions):
+            h = block(h, condition)
             if isinstance(stage, AttentionStage):
                 h = stage(h, text)
         h = self.out_conv(F.relu(self.out_norm(h)))

@@ -90,6 +90,24 @@ class DiscriminatorBlock(nn.Module):
         return h + F.avg_pool2d(self.skip(x), 2)
 
 
+def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
+    """ProGAN's minibatch standard deviation as one extra channel: [B, C, F, T] -> [B, C + 1, F, T].
+
+    Within each group of ``group`` samples (rows i, i + B/group, ...: interleaved, as ProGAN), the
+    standard deviation of every feature over the group, averaged to one number that every member of
+    the group sees. A batch whose samples are all alike (a generator that ignores its noise) has a
+    lower one than a real batch, and D can tell. The group shrinks to a divisor of the batch size.
+    """
+    batch = x.shape[0]
+    group = max(1, min(group, batch))
+    while batch % group:
+        group -= 1
+    y = x.reshape(group, batch // group, *x.shape[1:])
+    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # [B / group]
+    y = y.repeat(group)[:, None, None, None].expand(batch, 1, *x.shape[2:])
+    return torch.cat([x, y], dim=1)
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars (spectral norm's u/v vectors are buffers, so they are not counted)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -184,6 +184,31 @@ def _seeds(n) -> str:
     return "one generation seed: no spread measured" if n == 1 else f"mean &plusmn; std over {_e(n)} seeds"
 
 
+def _per_kind_section(readings: list[tuple[str, dict]]) -> list[str]:
+    """Accuracy per asked-for kind, one column per reading (generated, then its ceiling), the worst kind
+    of each reading marked: a mean over kinds hides a kind the generator never makes."""
+    body = []
+    for task, label in (("fg", "foreground"), ("bg", "background")):
+        kinds = readings[0][1]["generated"].get(f"{task}_per_kind")
+        if not kinds:
+            continue
+        head = "".join(f"<th>{_e(name)}</th><th>ceiling</th>" for name, _ in readings)
+        body.append(f'<h3>Per {label} kind</h3>\n<table id="conditioning-{task}-kinds">\n<tr><th>kind</th>{head}'
+                    "<th>most often mistaken for (mel)</th></tr>")
+        for kind in kinds:
+            cells = ""
+            for _, part in readings:
+                g, ceiling = part["generated"], part.get("ceiling", {})
+                worst = " (worst)" if g.get(f"{task}_worst_kind") == kind else ""
+                cells += (f'<td class="num">{_num(g.get(f"{task}_per_kind", {}).get(kind))}{worst}</td>'
+                          f'<td class="num">{_num(ceiling.get(f"{task}_per_kind", {}).get(kind))}</td>')
+            heard = readings[0][1]["generated"].get(f"{task}_confusion", {}).get(kind, {})
+            wrong = [f"{other} ({count} of {sum(heard.values())})" for other, count in heard.items() if other != kind]
+            body.append(f"<tr><td>{_e(kind)}</td>{cells}<td>{_e(wrong[0] if wrong else '-')}</td></tr>")
+        body.append("</table>")
+    return body
+
+
 def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | None = None,
                  per_prompt: pd.DataFrame | None = None, train: dict | None = None) -> str:
     """FAD (mean and std over seeds, its bootstrap interval, per category) beside the paper's and the
@@ -227,6 +252,12 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | N
                     f'std of a bootstrap over the {_e(fad["n_prompts"])} prompts, {_e(boot["n_resamples"])} resamples). '
                     f'Resampled sets repeat clips and score {_num(boot["replicate_shift"])} higher on average: FAD '
                     "on this few clips is biased upwards, and the interval does not remove that.</p>")
+    floor = fad.get("real_floor")
+    if floor:
+        body.append(f'<p class="note" id="fd-floor">Floor: the same distance between real training clips and the same '
+                    f'reference ({_e(floor["n_clips"])} clips, {_e(floor["draws"])} disjoint draws) is '
+                    f'{_num(floor["fd_mean"])} &plusmn; {_num(floor["fd_std"])}; this run is '
+                    f'{_num(fad.get("fad_over_floor"), 2)} x its floor (a generator of real clips would be near 1).</p>')
     if fad.get("reference"):
         body.append(f'<p class="note" id="reference">Reference: {_e(fad["reference"].get("description", ""))}.</p>')
     seeds = fad.get("fad_per_seed") or {}
@@ -261,6 +292,7 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | N
         body.append(f"</table>\n<p class=\"note\">{_e(conditioning.get('reading'))}. Diversity (spread over z for one "
                     f"prompt / spread of real clips of one kind): {_num(spread.get('ratio'))}; near 0 is mode "
                     f"collapse. Generation seed {_e(conditioning.get('generation_seed'))}.</p>")
+        body += _per_kind_section(readings)
     else:
         body.append(f"<p>Skipped: {_e(conditioning.get('skipped', 'no result'))}</p>")
     body.append("<h2>What ran (real parts and offline stand-ins)</h2>\n<table id=\"stand-ins\">")

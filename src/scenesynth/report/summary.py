@@ -7,7 +7,8 @@ import shlex
 from pathlib import Path
 
 from scenesynth import paths
-from scenesynth.evaluation.conditioning import conditioning_line
+from scenesynth.evaluation.fd_floor import floor_line
+from scenesynth.evaluation.conditioning import conditioning_line, per_kind_line
 from scenesynth.data.report import REPORT_NAME, headline, read_data_report
 
 EXAMPLE_PROMPT = "a siren wailing with traffic in the background"  # words the demo's captions use
@@ -34,11 +35,15 @@ def print_summary(params: dict) -> None:
         note = "offline stand-in, NOT comparable with the paper" if fad.get("stand_in") else "paper's embedding"
         print(f"  FAD ({fad['embedding']}, {note}): {fad['fad_mean']:.3f} +- {fad['fad_std']:.3f}"
               f"  [paper {fad['paper_fad']}, baseline {fad['baseline_fad']}]")
+        if fad.get("real_floor"):
+            print(f"  {floor_line(fad)}")
     if clap:
         print(f"  CLAP score      : {clap['clap_score_mean']:.4f} +- {clap['clap_score_std']:.4f}" if clap.get("computed")
               else f"  CLAP score      : not computed ({clap.get('reason')})")
     if cond.get("generated"):
         print(f"  {conditioning_line(cond)}")
+        if cond["generated"].get("fg_per_kind"):
+            print(f"  {per_kind_line(cond)}")
     timing = _read(Path(paths.RUN) / paths.TIMING_FILE)
     if train:
         speed = f", {timing['seconds_per_step']:.2f} s/step" if timing else ""

@@ -28,6 +28,7 @@ import torch
 from scenesynth import paths
 from scenesynth.config import fingerprint
 from scenesynth.features.shards import read_index
+from scenesynth.losses.mode_seeking import mode_seeking_term
 from scenesynth.losses.objectives import discriminator_objective, generator_objective
 from scenesynth.models import build_models
 from scenesynth.text.cache import TextCache
@@ -130,7 +131,8 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
         caption_ids = gather_rows(text.caption_ids, ctx)
         with amp:
             if reuse and d_step == d_steps - 1:
-                fake_for_g = G_sync(noise(len(captions)), text)
+                z_g = noise(len(captions))
+                fake_for_g = G_sync(z_g, text)
                 fake = fake_for_g.detach()
             else:
                 with torch.no_grad():
@@ -151,12 +153,18 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
             if reuse:
                 fake, real_out = fake_for_g, dataclasses.replace(real_out, feature=real_out.feature.detach())
             else:
-                fake = G_sync(noise(len(captions)), text)
+                z_g = noise(len(captions))
+                fake = G_sync(z_g, text)
                 with torch.no_grad():
                     real_out = D(mels, text)
             fake_out = D(fake, text)
         loss_g, logs_g = generator_objective(gather_output(fp32(fake_out), ctx), gather_output(fp32(real_out), ctx),
                                              caption_ids, loss_cfg)
+        if loss_cfg["mode_seeking"] > 0:  # issue 19 (losses/mode_seeking.py); off in the paper's objective
+            with amp:
+                seeking = mode_seeking_term(G_sync, text, z_g, fake, loss_cfg["mode_seeking_rows"]).float()
+            loss_g = loss_g + loss_cfg["mode_seeking"] * seeking
+            logs_g["g/mode_seeking"] = float(seeking.detach())
         _check_finite(logs_g, state.step, checkpoint)
         state.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

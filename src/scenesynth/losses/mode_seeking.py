@@ -1,0 +1,41 @@
+"""MSGAN's mode-seeking term (Mao et al., CVPR 2019): two noise vectors, one prompt, two different sounds.
+
+A conditional GAN whose generator ignores its noise still fools a discriminator that judges one clip
+at a time: every prompt gets one sound. MSGAN makes the generator pay for that directly: for two
+noise vectors z1, z2 and the same condition, the ratio
+
+    d(G(z1, c), G(z2, c)) / d(z1, z2)       (mean absolute differences)
+
+should be large, so G minimises its inverse, 1 / (ratio + eps). It costs one more generator forward
+(and backward) on ``loss.mode_seeking_rows`` rows of the batch per G update; the paper's objective
+leaves it off (``loss.mode_seeking: 0``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from scenesynth.text.batch import TextBatch
+
+EPS = 1e-5
+
+
+def mode_seeking_loss(fake_a: Tensor, fake_b: Tensor, z_a: Tensor, z_b: Tensor, eps: float = EPS) -> Tensor:
+    """1 / (mean |G(z_a) - G(z_b)| / mean |z_a - z_b| + eps), averaged over the pairs (row i of a with row
+    i of b: the same condition, different noise). 0 for outputs infinitely far apart, 1 / eps for equal ones."""
+    if fake_a.shape != fake_b.shape or z_a.shape != z_b.shape or len(fake_a) != len(z_a):
+        raise ValueError(f"pairs must match: fakes {tuple(fake_a.shape)} / {tuple(fake_b.shape)}, "
+                         f"noise {tuple(z_a.shape)} / {tuple(z_b.shape)}")
+    apart = (fake_a - fake_b).abs().flatten(1).mean(dim=1) / (z_a - z_b).abs().mean(dim=1)
+    return (1.0 / (apart + eps)).mean()
+
+
+def mode_seeking_term(generator, text, z: Tensor, fake: Tensor, rows: int) -> Tensor:
+    """The term for the first ``rows`` samples of a G update: ``fake`` = generator(z, text) already made,
+    a second output from fresh noise for the same text rows (the text batch is sliced row-wise)."""
+    rows = min(rows, len(z))
+    z_b = torch.randn_like(z[:rows])
+    half = TextBatch(text.sentence[:rows], text.words[:rows], text.word_mask[:rows], text.caption_ids[:rows])
+    fake_b = generator(z_b, half)
+    return mode_seeking_loss(fake[:rows], fake_b, z[:rows], z_b)
