@@ -97,11 +97,13 @@ def test_one_candidate_is_not_scored_and_one_random_crop_is_taken():
     assert clip.shape == (round(GEN_CFG["crop_seconds"] * OUT_RATE),)
 
 
-def test_crops_pad_short_clips_to_exact_length():
+def test_crops_are_never_padded_and_come_out_at_the_exact_length():
     rng = np.random.default_rng(0)
-    crops = random_crops(np.ones(1000, np.float32), 48000, 0.5, 3, rng)
-    assert crops.shape == (3, 24000) and crops[:, :1000].min() == 1 and crops[:, 1000:].max() == 0
+    with pytest.raises(ValueError, match="crops are never padded"):
+        random_crops(np.ones(1000, np.float32), 48000, 0.5, 3, rng)  # a 0.5 s crop of a 0.02 s clip
+    crops = random_crops(np.ones(24000, np.float32), 48000, 0.5, 3, rng)
+    assert crops.shape == (3, 24000) and crops.min() == 1
     out = to_output_rate(crops[0], 48000, 32000, 0.5)
-    assert out.shape == (16000,) and abs(out[:600].mean() - 1) < 0.05 and np.abs(out[800:]).max() < 1e-3
+    assert out.shape == (16000,) and abs(out[100:-100].mean() - 1) < 0.05
     long = random_crops(rng.standard_normal(48000).astype(np.float32), 48000, 0.5, 10, rng)
     assert long.shape == (10, 24000) and len({c[:5].tobytes() for c in long}) > 1  # different offsets

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scenesynth.audio_io import AudioReadError
 from scenesynth.data.manifest import read_manifest
 from scenesynth.evaluation.clip_prep import ClipRecipe, prepare_clip
 from scenesynth.evaluation.embedding_cache import EmbeddingCache
@@ -49,10 +50,20 @@ def real_floor(params: dict, train_manifest: str | Path, n_clips: int, reference
         return None
     draws = max(1, min(draws, len(train) // n_clips))
     rng = np.random.default_rng(params["seed"] * 1_000_003 + FLOOR_STREAM)
-    pool = rng.permutation(len(train))[: n_clips * draws]
     real_cache = EmbeddingCache(cache, embedding, {**identity, "real_clips": "start, cut or zero-padded"},
                                 lambda p: prepare_real(p, recipe))
-    vectors = real_cache.embeddings([train["path"].iloc[i] for i in pool])
+    vectors, skipped = [], []
+    for i in rng.permutation(len(train)):  # an unreadable clip is skipped, recorded, and the next one drawn
+        if len(vectors) == n_clips * draws:
+            break
+        try:
+            vectors.append(real_cache.embeddings([train["path"].iloc[i]])[0])
+        except AudioReadError as err:
+            log.warning("FD floor: %s", err)
+            skipped.append({"path": str(train["path"].iloc[i]), "reason": str(err)})
+    draws = len(vectors) // n_clips
+    if draws < 1:
+        return None
     ref_mean, ref_cov, _ = merged_statistics(reference.vectors)
     values = []
     for d in range(draws):
@@ -62,6 +73,7 @@ def real_floor(params: dict, train_manifest: str | Path, n_clips: int, reference
     log.info("FD floor: %d draw(s) of %d real training clips: %s", draws, n_clips, values)
     return {"fd_mean": float(np.mean(values)), "fd_std": float(np.std(values, ddof=1)) if draws > 1 else 0.0,
             "fd_per_draw": [float(v) for v in values], "n_clips": int(n_clips), "draws": int(draws),
+            "skipped_clips": skipped,
             "what": "the same Frechet distance (embedding, clip preparation, statistics) between disjoint sets of "
                     "real training clips, as many as the generated set has, and the same reference: the floor a "
                     "generator of real clips reaches with these sample sizes"}
