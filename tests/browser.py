@@ -31,7 +31,7 @@ PLAY_JS = """async (audio) => {
         await new Promise(ok => setTimeout(ok, 50));
     }
     return {duration: audio.duration, start: start, now: audio.currentTime, paused: audio.paused,
-            error: audio.error ? audio.error.code : null};
+            ended: audio.ended, error: audio.error ? audio.error.code : null};
 }"""
 IMAGE_JS = """async (img) => { await img.decode(); return {complete: img.complete, width: img.naturalWidth}; }"""
 
@@ -63,8 +63,8 @@ def assert_plays_and_shows_mels(frame, seconds: float = 4.0, audio: str = "audio
                                 image: str = "img#mel") -> None:
     """The frame's clip plays for `seconds` (its playhead moves) and its spectrogram image decoded."""
     played = frame.locator(audio).evaluate(PLAY_JS)
-    assert played["error"] is None and not played["paused"], played
+    assert played["error"] is None and (not played["paused"] or played["ended"]), played  # a short clip may end
     assert played["duration"] == pytest.approx(seconds, abs=0.05), played
-    assert played["now"] >= played["start"] + 0.5, f"the playhead did not advance: {played}"
+    assert played["now"] >= played["start"] + min(0.5, 0.9 * seconds), f"the playhead did not advance: {played}"
     decoded = frame.locator(image).evaluate(IMAGE_JS)
     assert decoded["complete"] and decoded["width"] > 0, decoded
