@@ -129,6 +129,11 @@ class Bench:
         self.gen_cfg = {**self.params["generate"], "n_candidates": args.candidates, "n_crops": args.crops}
         self.front_end = MelFrontEnd(MelSettings(n_frames=args.frames))  # the vocoder's 48 kHz front end
         self.rate, self.hop = self.front_end.settings.sample_rate, self.front_end.settings.hop_length
+        # A crop is never longer than the clip it is cut from (protocol.random_crops refuses to pad): at the
+        # shortest length measured (tiny models, --vocoder-frames) the crop is the whole clip. CLAP's cost
+        # does not depend on it (it always sees 10 s), and settings.crop_seconds records what ran.
+        shortest = min(args.vocoder_frames or [args.frames]) * self.hop / self.rate
+        self.gen_cfg["crop_seconds"] = min(self.gen_cfg["crop_seconds"], shortest)
         generator, discriminator = build_gan(self.params, self.front_end.settings.n_mels, args.frames)
         self.generator, self.discriminator = generator.to(self.device).eval(), discriminator.to(self.device).eval()
         text = self.params["text"]
