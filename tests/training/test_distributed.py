@@ -292,7 +292,8 @@ def test_batch_size_must_split_evenly_over_processes():
 def test_torchrun_command_single_node_multi_node_and_inside_torchrun():
     cfg = {"batch_size": 8, "processes_per_node": 4, "nodes": 1}
     command = torchrun_command(cfg, ["train", "--out", "run"], env={})
-    assert command[1:] == ["-m", "torch.distributed.run", "--nproc-per-node", "4", "--nnodes", "1", "--standalone",
+    assert command[1:] == ["-m", "torch.distributed.run", "--nproc-per-node", "4", "--nnodes", "1",
+                           "--signals-to-handle", "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1", "--standalone",
                            "-m", "scenesynth.cli", "train", "--out", "run"]
     assert torchrun_command({**cfg, "processes_per_node": 1}, ["train"], env={}) is None
     assert torchrun_command(cfg, ["train"], env={"LOCAL_RANK": "0", "WORLD_SIZE": "4"}) is None
@@ -340,11 +341,14 @@ def test_training_logs_to_an_mlflow_tracking_server(tmp_path, tiny_params, tiny_
         server.wait(timeout=30)
 
 
-def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_and_rank_0_writes(tmp_path, settings, one_shard,
-                                                                               tiny_data):
-    """SIGTERM to `scenesynth train` (the torchrun launcher): it reaches every rank, the ranks agree on
-    the step, rank 0 writes the checkpoint (with its place in the batch stream), nobody deadlocks, and
-    the command exits 75; the same command resumes from that step."""
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGUSR1, True)],
+                         ids=["SIGTERM-to-the-launcher", "SIGUSR1-to-every-process"])
+def test_a_stop_signal_stops_every_rank_at_one_step_and_rank_0_writes(tmp_path, settings, one_shard, tiny_data,
+                                                                     signum, to_group):
+    """SIGTERM to `scenesynth train` (the torchrun launcher), or SIGUSR1 to every process (launcher,
+    torchrun, ranks: what `sbatch --signal=USR1@...` does): it reaches every rank, the ranks agree on the
+    step, rank 0 writes the checkpoint (with its place in the batch stream), nobody deadlocks, and the
+    command exits 75; the same command resumes from that step."""
     overlay = yaml.safe_load(settings["overlay"].read_text())
     overlay["train"].update(steps=12, checkpoint_every=1000, sample_every=1000, log_every=1, eval_every=0)
     path = tmp_path / "two_processes_long.yaml"
@@ -353,17 +357,21 @@ def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_and_rank_0_writes(
     cmd = [sys.executable, "-m", "scenesynth.cli", "train", "--params", str(REPO / "params.yaml"),
            "--overlay", str(path), "--shards", one_shard, "--text", str(tiny_data["text"]),
            "--out", str(run), "--metrics", str(run / "m.json")]
-    proc = subprocess.Popen(cmd, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, env=venv_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     lines = []
     for line in proc.stdout:
         lines.append(line)
         if "step 3:" in line:
             break
-    proc.send_signal(signal.SIGTERM)
+    if to_group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     out, _ = proc.communicate(timeout=120)
     log = "".join(lines) + out
     assert proc.returncode == RESUMABLE_EXIT, log[-3000:]
-    assert "stopped early by SIGTERM" in log
+    assert f"stopped early by {signal.Signals(signum).name}" in log
     saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert saved["world_size"] == 2 and 3 <= saved["step"] < 12 and saved["stream_drawn"] > 0
     resumed = subprocess.run(cmd, env=venv_env(), capture_output=True, text=True, timeout=300)

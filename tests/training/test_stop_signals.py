@@ -3,6 +3,7 @@ command then resumes to the very model file an uninterrupted run writes."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -77,3 +78,27 @@ def test_signal_stops_with_a_checkpoint_and_the_rerun_ends_with_the_same_model_b
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at step {saved['step']}" in resumed.stderr
     assert (run / "model.pt").read_bytes() == uninterrupted
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_signal_to_the_whole_process_group_with_loader_workers_still_stops_with_a_checkpoint(
+        tmp_path, tiny_data, overlay, signum):
+    """SLURM signals every process of the job step: the DataLoader workers too. They ignore it; the
+    training stops as above instead of failing on a killed worker."""
+    settings = yaml.safe_load(overlay.read_text())
+    settings["train"]["num_workers"] = 2
+    with_workers = tmp_path / "workers.yaml"
+    with_workers.write_text(yaml.safe_dump(settings))
+    proc = subprocess.Popen(train_command(tmp_path, tiny_data, with_workers), env=venv_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "step 3:" in line:
+            break
+    os.killpg(proc.pid, signum)
+    out, _ = proc.communicate(timeout=120)
+    log = "".join(lines) + out
+    assert proc.returncode == RESUMABLE_EXIT, log[-3000:]
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert 3 <= saved["step"] < STEPS and saved["stream_drawn"] > 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import random
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -95,6 +96,15 @@ class MelCaptionStream(IterableDataset):
             buffer[slot] = item
 
 
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """SLURM signals every process of a job step, and torchrun its ranks' whole process groups: a loader
+    worker killed by that SIGTERM/SIGUSR1 would make the training fail ("DataLoader worker ... killed")
+    before it writes its stop checkpoint (training/stop_signals.py). Workers ignore them and end with
+    their loader, as always."""
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def _collate(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
     mels, captions = zip(*items)
     return torch.stack(mels).float(), list(captions)  # float16 in the shuffle buffer, float32 out
@@ -118,7 +128,8 @@ def batch_stream(shard_dir: str | Path, batch_size: int, seed: int, shuffle_buff
     dataset = MelCaptionStream(shard_dir, seed, shuffle_buffer, start_epoch,
                                rank if split else 0, world_size if split else 1)
     loader = DataLoader(dataset, batch_size=share if split else batch_size, num_workers=num_workers,
-                        collate_fn=_collate, persistent_workers=num_workers > 0)
+                        collate_fn=_collate, persistent_workers=num_workers > 0,
+                        worker_init_fn=_ignore_stop_signals if num_workers > 0 else None)
     if split or world_size == 1:
         return iter(loader)
     return _rows_of_global_batches(iter(loader), slice(rank * share, (rank + 1) * share))

@@ -92,6 +92,16 @@ def start(device_choice: str) -> DistContext:
     return DistContext(rank, local_rank, world_size, device)
 
 
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True if ``flag`` is true on any rank: a decision every rank then takes alike (a rank that went another
+    way would wait in a collective the others never join)."""
+    if not (ctx.active and dist.is_initialized()):
+        return flag
+    votes = torch.tensor([1 if flag else 0], device=ctx.device)
+    dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+    return bool(votes.item())
+
+
 def stop(ctx: DistContext) -> None:
     """Leave the process group. DDP wrappers must be gone first: a DDP reducer that outlives the group
     destroys it in its own destructor with the GIL held, while gloo's worker threads may need the GIL

@@ -13,6 +13,9 @@ from scenesynth.training.stop_signals import STOP_SIGNALS, TrainingStopped
 
 log = logging.getLogger(__name__)
 TORCHRUN_ENV = ("LOCAL_RANK", "WORLD_SIZE")
+# torchrun's default set lacks SIGUSR1, which would kill it (and orphan the ranks) on `sbatch --signal=USR1@...`;
+# a handled signal is passed on to every rank, which stops with a checkpoint (stop_signals.py).
+TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"
 
 
 def configured_world_size(train_cfg: dict) -> int:
@@ -45,7 +48,8 @@ def torchrun_command(train_cfg: dict, cli_args: list[str], env: dict | None = No
     if configured_world_size(train_cfg) == 1 or inside_torchrun(env):
         return None
     local_batch_size(train_cfg["batch_size"], configured_world_size(train_cfg))
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--nnodes", str(nodes)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--nnodes", str(nodes),
+               "--signals-to-handle", TORCHRUN_SIGNALS]
     if nodes == 1:
         command.append("--standalone")
     else:
@@ -70,16 +74,19 @@ def run_under_torchrun(train_cfg: dict, cli_args: list[str]) -> bool:
     if command is None:
         return False
     log.info("launching %d training processes per node: %s", train_cfg.get("processes_per_node", 1), " ".join(command))
-    proc = subprocess.Popen(command)
     received: list[int] = []
+    proc: subprocess.Popen | None = None
 
     def forward(signum: int, _frame) -> None:
         received.append(signum)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # torchrun handles SIGTERM (not SIGUSR1) by stopping its ranks
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
 
-    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
+    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}  # before the child exists
     try:
+        proc = subprocess.Popen(command)
+        if received:  # a signal between the handlers and the child: pass it on now
+            proc.send_signal(signal.SIGTERM)
         returncode = proc.wait()
     finally:
         for signum, handler in previous.items():

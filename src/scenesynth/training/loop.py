@@ -35,7 +35,7 @@ from scenesynth.text.cache import TextCache
 from scenesynth.training.checkpoint import (TrainState, make_ema, save_checkpoint, training_fingerprint,
                                             try_resume, update_ema)
 from scenesynth.training.data import CountedStream, batch_stream
-from scenesynth.training.distributed import (DistContext, check_replicas_identical, convert_batch_norms,
+from scenesynth.training.distributed import (DistContext, any_rank, check_replicas_identical, convert_batch_norms,
                                              gather_output, gather_rows, pad_words, start, stop, wrap)
 from scenesynth.training.launch import configured_world_size, local_batch_size
 from scenesynth.training.periodic_eval import EvalInputs, periodic_eval
@@ -222,6 +222,9 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
            metrics_path: str | Path, max_steps: int | None, eval_inputs: EvalInputs | None = None) -> dict:
     train_cfg, seed = params["train"], params["seed"]
     local_batch_size(train_cfg["batch_size"], ctx.world_size)
+    if params["loss"]["mode_seeking"] > 0 and ctx.world_size > 1:  # each rank would score its own rows alone
+        raise ValueError("loss.mode_seeking is not implemented for several training processes "
+                         "(train.processes_per_node x train.nodes > 1): set it to 0 or train in one process")
     if ctx.world_size != configured_world_size(train_cfg):
         log.warning("running in %d processes, but train.processes_per_node x train.nodes = %d",
                     ctx.world_size, configured_world_size(train_cfg))
@@ -262,6 +265,9 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
         torch.set_rng_state(rng[0])
         if rng[1] is not None:
             torch.cuda.set_rng_state(rng[1])
+    if resumed and evaluation is not None and evaluation.due(state.step, target) and any_rank(
+            ctx.is_main and all(entry["step"] != state.step for entry in evaluation.history), ctx):
+        evaluation.run(state.step, tracker, ctx)  # the evaluation a stop skipped (below); rank 0 holds the history
     window, logs, started, status = [], {}, time.perf_counter(), "FAILED"
     first_step = state.step
     try:
@@ -275,7 +281,9 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
                         tracker.metrics(means, state.step)
                     log.info("step %d: %s", state.step, ", ".join(f"{k} {v:.3f}" for k, v in sorted(means.items())))
                     window = []
-                if evaluation is not None and evaluation.due(state.step, target):  # before the checkpoint of this step
+                # Before the checkpoint of this step; not when stopping (an evaluation can outlast a signal's grace
+                # period): the resumed run makes it up before its first step.
+                if evaluation is not None and evaluation.due(state.step, target) and not stop.requested(ctx):
                     evaluation.run(state.step, tracker, ctx)
                 scheduled = state.step % train_cfg["checkpoint_every"] == 0 or state.step == target
                 if scheduled:

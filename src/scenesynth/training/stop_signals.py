@@ -66,12 +66,6 @@ class StopRequest:
 
     def requested(self, ctx) -> bool:
         """True if this process, or (among several ranks) any rank, was asked to stop."""
-        import torch  # (here: the command line imports this module for its exit status, and starts fast)
-        import torch.distributed as dist
+        from scenesynth.training.distributed import any_rank  # (torch: not at the command line's start)
 
-        wanted = self.signum is not None
-        if not (ctx.active and dist.is_initialized()):
-            return wanted
-        flag = torch.tensor([1 if wanted else 0], device=ctx.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
+        return any_rank(self.signum is not None, ctx)
