@@ -187,7 +187,7 @@ class Scorer:
         if clap["computed"]:
             flat.update(clap_score_mean=clap["clap_score_mean"], clap_score_std=clap["clap_score_std"])
         if cond is not None:
-            flat.update(_conditioning_flat(cond))
+            flat.update(mlflow_metrics(cond))
         return {"fad": fad, "clap": clap, "conditioning": conditioning, "per_prompt": table, "flat": flat}
 
     def mel_reading(self, model: str | Path) -> dict[str, float]:
@@ -196,12 +196,7 @@ class Scorer:
         if self.real is None:
             return {}
         cond, _ = conditioning_metrics(self.params, self.real, self.dev, {}, model, self.pretrained, audio=False)
-        return _conditioning_flat(cond)
-
-
-def _conditioning_flat(cond: dict) -> dict[str, float]:
-    """conditioning.json's numbers under their MLflow names (per kind included; absent parts left out)."""
-    return mlflow_metrics(cond)
+        return mlflow_metrics(cond)
 
 
 def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,

@@ -31,6 +31,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from scenesynth.features.shards import make_webdataset, read_index, shard_paths
+from scenesynth.training.stop_signals import STOP_SIGNALS
 
 
 def draw_caption(meta: dict, key: str, seed: int, epoch: int) -> str:
@@ -101,7 +102,7 @@ def _ignore_stop_signals(_worker_id: int) -> None:
     worker killed by that SIGTERM/SIGUSR1 would make the training fail ("DataLoader worker ... killed")
     before it writes its stop checkpoint (training/stop_signals.py). Workers ignore them and end with
     their loader, as always."""
-    for signum in (signal.SIGTERM, signal.SIGUSR1):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 
 
