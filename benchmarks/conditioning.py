@@ -12,7 +12,8 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
   no_sc, no_f2r, no_g2s, no_l2w   one contrastive loss left out
   no_attention no attention stage in G or D (the contrastive losses kept)
   noise_blocks z split into one chunk per generator block, into its CBN (BigGAN; model.g_noise_blocks)
-  mode_seeking MSGAN's mode-seeking term for G, weight 1 (loss.mode_seeking)
+  mode_seeking MSGAN's mode-seeking term for G, weight 1 (loss.mode_seeking); mode_seeking_0.1 and _0.3
+               at those weights; mode_seeking_capped with the ratio capped at 0.9 (loss.mode_seeking_cap)
   mbstd        minibatch standard deviation before D's last block, groups of 4 (model.d_minibatch_std)
   diversity_all the three above together
 
@@ -22,6 +23,7 @@ stand-in FAD as a multiple of its real-vs-real floor (evaluation/fd_floor.py).
     python benchmarks/conditioning.py                          # all variants x 3 seeds, demo size
     python benchmarks/conditioning.py --variants full,hinge_only --seeds 1234 --steps 200 --json
     python benchmarks/conditioning.py --overlay config/separable.yaml --processes 2
+    python benchmarks/conditioning.py --variants full --audio-reading   # + the audio reading (Griffin-Lim)
 
 Each run trains on one thread; --processes runs that many at once (2 on a 2-core machine). The
 table gives mean +- std over seeds; --json prints one object per run (variant, seed, fg_accuracy,
@@ -51,12 +53,16 @@ VARIANTS = {
     # issue 19: does the generator use its noise? (each off in the paper's objective)
     "noise_blocks": {"model": {"g_noise_blocks": True}},
     "mode_seeking": {"loss": {"mode_seeking": 1.0}},
+    "mode_seeking_0.1": {"loss": {"mode_seeking": 0.1}},
+    "mode_seeking_0.3": {"loss": {"mode_seeking": 0.3}},
+    "mode_seeking_capped": {"loss": {"mode_seeking": 1.0, "mode_seeking_cap": 0.9}},
+    "mbstd_mode_seeking_capped": {"model": {"d_minibatch_std": 4}, "loss": {"mode_seeking": 1.0, "mode_seeking_cap": 0.9}},
     "mbstd": {"model": {"d_minibatch_std": 4}},
     "diversity_all": {"model": {"g_noise_blocks": True, "d_minibatch_std": 4}, "loss": {"mode_seeking": 1.0}},
 }
 
 
-def with_variant(params: dict, variant: str, seed: int, steps: int | None) -> dict:
+def with_variant(params: dict, variant: str, seed: int, steps: int | None, audio_reading: bool = False) -> dict:
     out = copy.deepcopy(params)
     for section, values in VARIANTS[variant].items():
         out[section].update(values)
@@ -65,7 +71,8 @@ def with_variant(params: dict, variant: str, seed: int, steps: int | None) -> di
     if steps is not None:
         out["train"]["steps"] = steps
     out["generate"].update(n_candidates=1, seeds=[0])
-    out["evaluate"].update(conditioning=False)  # the mel reading below is the score; no audio reading
+    # the mel reading below is the score; the audio reading (Griffin-Lim of the training clips) only if asked
+    out["evaluate"].update(conditioning=audio_reading)
     return out
 
 
@@ -113,8 +120,14 @@ def _one_run(job: tuple) -> dict:
     trained = time.perf_counter()
     model = run / "train" / "model.pt"
     generate_dev_set(params, model, data["dev"], run / "generated", pretrained=root / "no_pretrained")
-    fad = evaluate(params, run / "generated", data["dev"], run / "metrics", pretrained=root / "no_pretrained",
-                   train_manifest=data["raw"], cache=run / "embeddings")["fad"]
+    scores = evaluate(params, run / "generated", data["dev"], run / "metrics", pretrained=root / "no_pretrained",
+                      train_manifest=data["raw"], cache=run / "embeddings")
+    fad = scores["fad"]
+    audio = {}
+    if params["evaluate"]["conditioning"]:  # the generate stage's clips after Griffin-Lim, against its own ceiling
+        heard = scores["conditioning"]["audio"]
+        audio = {"audio_fg_accuracy": heard["generated"]["fg_accuracy"], "audio_bg_accuracy": heard["generated"]["bg_accuracy"],
+                 "audio_fg_ceiling": heard["ceiling"]["fg_accuracy"], "audio_fg_per_kind": heard["generated"]["fg_per_kind"]}
     dev = read_dev_prompts(data["dev"])
     reading = mel_reading(params, load_real_clips(params, train, dev), dev, model, root / "no_pretrained")
     g = reading["generated"]
@@ -123,7 +136,7 @@ def _one_run(job: tuple) -> dict:
             "bg_ceiling": reading["ceiling"]["bg_accuracy"], "diversity": reading["diversity"]["ratio"],
             "fad": fad["fad_mean"], "fad_over_floor": fad.get("fad_over_floor"), "steps": params["train"]["steps"],
             "fg_per_kind": g["fg_per_kind"], "bg_per_kind": g["bg_per_kind"], "fg_worst_kind": g["fg_worst_kind"],
-            "train_seconds": round(trained - started, 1), "seconds": round(time.perf_counter() - started, 1)}
+            **audio, "train_seconds": round(trained - started, 1), "seconds": round(time.perf_counter() - started, 1)}
 
 
 def mean_std(values: list[float]) -> str:
@@ -155,6 +168,15 @@ def table(rows: list[dict]) -> str:
                      f"{mean_std([r['bg_accuracy'] for r in mine])} | {mean_std([r['diversity'] for r in mine])} | "
                      f"{mean_std([r['fad'] for r in mine])} | {mean_std([r['fad_over_floor'] for r in mine])} | "
                      f"{statistics.mean(r['seconds'] for r in mine):.0f} |")
+    heard = [r for r in rows if "audio_fg_accuracy" in r]
+    if heard:  # --audio-reading: the generated clips after Griffin-Lim, beside that reading's ceiling
+        lines += ["", "| variant | audio foreground | audio background | audio fg ceiling |", "| --- | --- | --- | --- |"]
+        for variant in VARIANTS:
+            mine = [r for r in heard if r["variant"] == variant]
+            if mine:
+                lines.append(f"| {variant} | {mean_std([r['audio_fg_accuracy'] for r in mine])} | "
+                             f"{mean_std([r['audio_bg_accuracy'] for r in mine])} | "
+                             f"{mean_std([r['audio_fg_ceiling'] for r in mine])} |")
     lines += ["", kinds_table(rows)]
     first = rows[0]
     lines.append(f"\nchance {first['fg_chance']:.3f} / {first['bg_chance']:.3f}, ceiling (real dev clips) "
@@ -171,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=1, help="runs at once, one thread each")
     parser.add_argument("--workdir", default=None, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--json", action="store_true", help="print the runs as a JSON list")
+    parser.add_argument("--audio-reading", action="store_true",
+                        help="also the audio reading (generated clips after Griffin-Lim; slower)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO / "src"))
     from scenesynth.config import load_params
@@ -183,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
         data = build_data(base, root / "data")
-        jobs = [(with_variant(base, v, int(s), args.steps), v, int(s), data, root)
+        jobs = [(with_variant(base, v, int(s), args.steps, args.audio_reading), v, int(s), data, root)
                 for v in variants for s in args.seeds.split(",")]
         with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
             rows = []

@@ -37,3 +37,18 @@ def test_a_generator_that_ignores_its_noise_pays_the_most():
     z = torch.randn(4, 8)
     assert mode_seeking_term(ignores, text, z, ignores(z, text), 2) == pytest.approx(1 / EPS)
     assert mode_seeking_term(uses, text, z, uses(z, text), 2) < 10.0
+
+
+def test_a_cap_stops_paying_for_spread_beyond_it_and_changes_nothing_below_it():
+    z_a, z_b = torch.zeros(2, 3), torch.ones(2, 3)  # |z_a - z_b| = 1: the ratio is the output distance
+    fake_b = torch.zeros(2, 1, 2, 2)
+    far = torch.full((2, 1, 2, 2), 2.0, requires_grad=True)  # ratio 2, above a cap of 0.9
+    capped = mode_seeking_loss(far, fake_b, z_a, z_b, cap=0.9)
+    capped.backward()
+    assert capped.item() == pytest.approx(1 / (0.9 + EPS)) and (far.grad == 0).all()
+    near = torch.full((2, 1, 2, 2), 0.5, requires_grad=True)  # ratio 0.5, below the cap
+    mode_seeking_loss(near, fake_b, z_a, z_b, cap=0.9).backward()
+    grad_capped = near.grad.clone()
+    near.grad = None
+    mode_seeking_loss(near, fake_b, z_a, z_b).backward()
+    assert torch.equal(grad_capped, near.grad) and (near.grad < 0).all()

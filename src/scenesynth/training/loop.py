@@ -162,7 +162,8 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
                                              caption_ids, loss_cfg)
         if loss_cfg["mode_seeking"] > 0:  # issue 19 (losses/mode_seeking.py); off in the paper's objective
             with amp:
-                seeking = mode_seeking_term(G_sync, text, z_g, fake, loss_cfg["mode_seeking_rows"]).float()
+                seeking = mode_seeking_term(G_sync, text, z_g, fake, loss_cfg["mode_seeking_rows"],
+                                            loss_cfg["mode_seeking_cap"]).float()
             loss_g = loss_g + loss_cfg["mode_seeking"] * seeking
             logs_g["g/mode_seeking"] = float(seeking.detach())
         _check_finite(logs_g, state.step, checkpoint)
