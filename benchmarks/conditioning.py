@@ -121,15 +121,16 @@ def _one_run(job: tuple) -> dict:
     model = run / "train" / "model.pt"
     generate_dev_set(params, model, data["dev"], run / "generated", pretrained=root / "no_pretrained")
     scores = evaluate(params, run / "generated", data["dev"], run / "metrics", pretrained=root / "no_pretrained",
-                      train_manifest=data["raw"], cache=run / "embeddings")
+                      train_manifest=data["raw"], cache=run / "embeddings", model=model)
     fad = scores["fad"]
     audio = {}
-    if params["evaluate"]["conditioning"]:  # the generate stage's clips after Griffin-Lim, against its own ceiling
-        heard = scores["conditioning"]["audio"]
+    if params["evaluate"]["conditioning"]:  # evaluate scored both readings: its mel reading is the one below
+        reading, heard = scores["conditioning"], scores["conditioning"]["audio"]
         audio = {"audio_fg_accuracy": heard["generated"]["fg_accuracy"], "audio_bg_accuracy": heard["generated"]["bg_accuracy"],
                  "audio_fg_ceiling": heard["ceiling"]["fg_accuracy"], "audio_fg_per_kind": heard["generated"]["fg_per_kind"]}
-    dev = read_dev_prompts(data["dev"])
-    reading = mel_reading(params, load_real_clips(params, train, dev), dev, model, root / "no_pretrained")
+    else:
+        dev = read_dev_prompts(data["dev"])
+        reading = mel_reading(params, load_real_clips(params, train, dev), dev, model, root / "no_pretrained")
     g = reading["generated"]
     return {"variant": variant, "seed": seed, "fg_accuracy": g["fg_accuracy"], "bg_accuracy": g["bg_accuracy"],
             "fg_chance": g["fg_chance"], "bg_chance": g["bg_chance"], "fg_ceiling": reading["ceiling"]["fg_accuracy"],

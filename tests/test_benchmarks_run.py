@@ -126,6 +126,18 @@ def test_conditioning_benchmark_trains_each_variant_and_prints_the_rows():
     assert len(set(fads)) == len(fads)  # each variant is another model (or another objective)
 
 
+def test_conditioning_benchmark_audio_reading_adds_the_vocoded_score_beside_its_ceiling():
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/conditioning.py"), "--overlay",
+                           str(REPO / "config/tiny.yaml"), "--variants", "mode_seeking_capped", "--seeds", "1",
+                           "--steps", "2", "--audio-reading", "--json"],
+                          capture_output=True, text=True, env=venv_env(), timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads(done.stdout)
+    assert 0 <= row["audio_fg_accuracy"] <= 1 and 0 <= row["audio_bg_accuracy"] <= 1
+    assert row["audio_fg_ceiling"] >= row["fg_chance"] and set(row["audio_fg_per_kind"]) == set(row["fg_per_kind"])
+    assert 0 <= row["fg_accuracy"] <= 1 and row["diversity"] >= 0  # the mel reading, taken from evaluate's
+
+
 def test_gpu_benchmark_smoke_runs_every_row_on_cpu_and_prints_json_rows(tmp_path):
     """`benchmarks/gpu.py --smoke`: the script prepared for a lent GPU runs every row at tiny sizes on CPU."""
     rows_file = tmp_path / "rows.jsonl"
