@@ -16,6 +16,14 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                at those weights; mode_seeking_capped with the ratio capped at 0.9 (loss.mode_seeking_cap)
   mbstd        minibatch standard deviation before D's last block, groups of 4 (model.d_minibatch_std)
   diversity_all the three above together
+  noise_maps   StyleGAN's per-pixel noise after every generator conv, maps drawn from z (model.g_noise_maps),
+               strength starting at 0; noise_maps_0.5 / _1 / _2 at that strength (model.g_noise_strength)
+  time_noise_1 / _2  the same with one noise value per frame shared by every mel bin (g_noise_maps: time)
+  hash_content the demo's text stand-in with its sentence vector over content words only (text.encoder; the
+               glue every demo caption shares makes prompts of different sounds nearly parallel under `hash`);
+               hash_content_noise_maps_0.5 with noise_maps_0.5 on top
+  diffaug      DiffAugment in time: every clip D sees rolled by up to 1/8 of its frames (train.d_augment_shift);
+               diffaug_0.5 by up to half; diffaug_mode_seeking_0.1 / _capped with the mode-seeking term on top
 
 Each row carries the per-kind accuracy (a second table: foreground kinds, mean over seeds) and the
 stand-in FAD as a multiple of its real-vs-real floor (evaluation/fd_floor.py).
@@ -58,6 +66,20 @@ VARIANTS = {
     "mode_seeking_capped": {"loss": {"mode_seeking": 1.0, "mode_seeking_cap": 0.9}},
     "mbstd_mode_seeking_capped": {"model": {"d_minibatch_std": 4}, "loss": {"mode_seeking": 1.0, "mode_seeking_cap": 0.9}},
     "mbstd": {"model": {"d_minibatch_std": 4}},
+    "noise_maps": {"model": {"g_noise_maps": "pixel"}},
+    "noise_maps_0.5": {"model": {"g_noise_maps": "pixel", "g_noise_strength": 0.5}},
+    "noise_maps_1": {"model": {"g_noise_maps": "pixel", "g_noise_strength": 1.0}},
+    "noise_maps_2": {"model": {"g_noise_maps": "pixel", "g_noise_strength": 2.0}},
+    "time_noise_1": {"model": {"g_noise_maps": "time", "g_noise_strength": 1.0}},
+    "time_noise_2": {"model": {"g_noise_maps": "time", "g_noise_strength": 2.0}},
+    "diffaug": {"train": {"d_augment_shift": 0.125}},
+    "diffaug_0.5": {"train": {"d_augment_shift": 0.5}},
+    "hash_content": {"text": {"encoder": "hash_content"}},
+    "hash_content_noise_maps_0.5": {"text": {"encoder": "hash_content"},
+                                    "model": {"g_noise_maps": "pixel", "g_noise_strength": 0.5}},
+    "diffaug_mode_seeking_0.1": {"train": {"d_augment_shift": 0.125}, "loss": {"mode_seeking": 0.1}},
+    "diffaug_mode_seeking_capped": {"train": {"d_augment_shift": 0.125},
+                                    "loss": {"mode_seeking": 1.0, "mode_seeking_cap": 0.9}},
     "diversity_all": {"model": {"g_noise_blocks": True, "d_minibatch_std": 4}, "loss": {"mode_seeking": 1.0}},
 }
 

@@ -3,7 +3,7 @@
 For each size a model is built at its real size with random weights (time does not depend on the
 weights) and exported by the training code's own `export_model`, with the pre-trained parts it
 needs written into a temporary `data/pretrained` layout (random weights, real sizes): nothing for
-the demo (hash text encoder, Griffin-Lim, the discriminator re-ranks); at paper size a LAION-CLAP
+the demo (hash_content text encoder, Griffin-Lim, the discriminator re-ranks); at paper size a LAION-CLAP
 (RoBERTa-base text tower + HTSAT-tiny, `laion/clap-htsat-unfused`'s size) as text encoder and
 re-ranker, and the 48 kHz HiFi-GAN. The Synthesizer is then loaded as a user would load it and
 called once per prompt (different prompts, the same seed); load time and each prompt's time are

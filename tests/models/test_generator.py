@@ -165,3 +165,43 @@ def test_noise_blocks_feed_a_chunk_of_z_to_every_block_and_the_default_keeps_the
     moved[:, -2:] += 1.0  # the last block's chunk only
     with torch.no_grad():
         assert not torch.allclose(blocks(z, text), blocks(moved, text))
+
+
+def test_noise_maps_are_a_function_of_z_and_start_silent() -> None:
+    """model.g_noise_maps (issue 19): per-pixel noise after every conv, strength 0 at initialisation (the
+    output equals the same weights without maps), and drawn from z's bits: the same z gives the same
+    clip, a row with another z gets other maps and leaves the other rows alone."""
+    torch.manual_seed(0)
+    plain = Generator(**TINY).eval()
+    torch.manual_seed(0)
+    maps = Generator(**TINY, noise_maps="pixel").eval()
+    text, z = make_text(3), torch.randn(3, Z_DIM)
+    with torch.no_grad():
+        assert torch.equal(plain(z, text), maps(z, text))  # strengths start at 0
+        for block in maps.blocks:
+            torch.nn.init.normal_(block.noise_strength, std=1.0)
+        first = maps(z, text)
+        assert torch.equal(first, maps(z, text))
+        other = z.clone()
+        other[2] = torch.randn(Z_DIM)
+        changed = maps(other, text)
+    assert torch.equal(first[:2], changed[:2]) and not torch.allclose(first[2], changed[2])
+    noise = maps.block_noise_maps(z)
+    assert [tuple(n.shape) for n in noise] == [(3, 2, INIT[0] << k, INIT[1] << k) for k in range(1, 4)]
+    assert 0.8 < noise[-1].std() < 1.2 and plain.block_noise_maps(z) == [None] * 3
+
+
+def test_time_noise_maps_hold_one_value_per_frame_for_every_bin() -> None:
+    """g_noise_maps: time: each block's maps are one row over the frames, broadcast over the bins, so a
+    frame's noise moves every bin alike (an onset's shape); an unknown kind is refused."""
+    torch.manual_seed(0)
+    maps = Generator(**TINY, noise_maps="time", noise_strength=1.0).eval()
+    z = torch.randn(2, Z_DIM)
+    noise = maps.block_noise_maps(z)
+    assert [tuple(n.shape) for n in noise] == [(2, 2, 1, INIT[1] << k) for k in range(1, 4)]
+    with torch.no_grad():
+        out = maps(z, make_text())
+        maps.blocks[-1].noise_strength.zero_()
+        assert not torch.allclose(out, maps(z, make_text()))  # the last block's maps reach the output
+    with pytest.raises(ValueError, match="noise_maps must be one of"):
+        Generator(**TINY, noise_maps="frequency")

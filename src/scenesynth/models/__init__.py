@@ -57,6 +57,8 @@ def build_models(
         output_scale=cfg["g_output_scale"],
         output_shift=cfg["g_output_shift"],
         noise_blocks=cfg.get("g_noise_blocks", False),  # .get: model files saved before the option
+        noise_maps=cfg.get("g_noise_maps", "none"),
+        noise_strength=cfg.get("g_noise_strength", 0.0),
     )
     discriminator = Discriminator(
         base_channels=cfg["d_channels"],

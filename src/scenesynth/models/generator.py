@@ -10,6 +10,12 @@ Choices:
   hierarchical latent: one chunk into the input linear and one per block, concatenated with the
   sentence as that block's CBN condition, so the noise reaches every resolution directly instead of
   only through the first map, which the blocks can learn to wash out (issue 19).
+- With ``noise_maps`` (``model.g_noise_maps``, "none" in the paper's setting) every block adds noise after
+  each conv (layers.GeneratorBlock): "pixel" is StyleGAN's per-pixel noise; "time" draws one value per
+  frame and shares it across the mel bins, the shape of an event's onset (a tick or knock is one frame
+  in every bin), so a block can turn it into an event at a place z chooses. The maps are drawn from a stream seeded by
+  the bits of each row of z, so G stays a function of (z, text): the same z gives the same clip (seeded
+  generation, re-ranking and resumed runs rely on that), another z other maps (issue 19).
 - attention_plan[j] is the stage after block j+1, i.e. at level j+1 (resolution 2^(j+1) * [F0, T0]);
   None skips a level. The default ("triple", "double", "single") puts them at 8x32, 16x64 and 32x128
   at paper size, so the largest attention map of G is 32 x 128 (128 channels).
@@ -21,6 +27,7 @@ Choices:
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import torch
@@ -30,6 +37,9 @@ from torch import nn
 from scenesynth.models.attention import AttentionStage
 from scenesynth.models.layers import GeneratorBlock, level_channels, resolution_levels, sn_conv2d, sn_linear
 from scenesynth.text.batch import TextBatch
+
+
+NOISE_MAPS = ("none", "pixel", "time")
 
 
 def noise_chunks(z_dim: int, levels: int) -> list[int]:
@@ -58,6 +68,8 @@ class Generator(nn.Module):
         output_scale: float,
         output_shift: float,
         noise_blocks: bool = False,
+        noise_maps: str = "none",
+        noise_strength: float = 0.0,
     ) -> None:
         super().__init__()
         self.levels = resolution_levels(n_mels, n_frames, init_shape)
@@ -71,7 +83,8 @@ class Generator(nn.Module):
         self.input = sn_linear(self.z_chunks[0], channels[0] * self.init_shape[0] * self.init_shape[1])
         block_noise = self.z_chunks[1:] or [0] * self.levels
         self.blocks = nn.ModuleList(
-            GeneratorBlock(channels[level - 1], channels[level], sentence_dim + block_noise[level - 1])
+            GeneratorBlock(channels[level - 1], channels[level], sentence_dim + block_noise[level - 1], noise_maps != "none",
+                           noise_strength)
             for level in range(1, self.levels + 1)
         )
         plan = list(attention_plan) + [None] * (self.levels - len(attention_plan))
@@ -84,6 +97,24 @@ class Generator(nn.Module):
         self.out_conv = sn_conv2d(channels[-1], 1, 1)
         self.output_scale = nn.Parameter(torch.tensor(float(output_scale)))
         self.output_shift = nn.Parameter(torch.tensor(float(output_shift)))
+        if noise_maps not in NOISE_MAPS:
+            raise ValueError(f"noise_maps must be one of {', '.join(NOISE_MAPS)}, got {noise_maps!r}")
+        self.noise_maps = noise_maps
+
+    def block_noise_maps(self, z: torch.Tensor) -> list[torch.Tensor | None]:
+        """Each block's two noise maps at its output resolution, [B, 2, H, W] ("pixel") or [B, 2, 1, W] ("time",
+        shared by every bin), drawn per row of z from a stream seeded by that row's bytes (CRC-32); Nones for "none"."""
+        if self.noise_maps == "none":
+            return [None] * self.levels
+        shapes = [(2, 1 if self.noise_maps == "time" else self.init_shape[0] << level, self.init_shape[1] << level)
+                  for level in range(1, self.levels + 1)]
+        sizes = [a * b * c for a, b, c in shapes]
+        rows = []
+        for row in z.detach().float().cpu().numpy():
+            stream = torch.Generator(device=z.device).manual_seed(zlib.crc32(row.tobytes()))
+            rows.append(torch.randn(sum(sizes), generator=stream, device=z.device))
+        flat = torch.stack(rows).to(z.dtype)
+        return [part.view(len(z), *shape) for part, shape in zip(torch.split(flat, sizes, dim=1), shapes)]
 
     def forward(self, z: torch.Tensor, text: TextBatch) -> torch.Tensor:
         """z [B, z_dim] and the text conditioning -> log-mel [B, 1, n_mels, n_frames]."""
@@ -93,8 +124,8 @@ class Generator(nn.Module):
         h = self.input(chunks[0]).view(z.shape[0], -1, *self.init_shape)
         conditions = ([torch.cat([text.sentence, chunk], dim=1) for chunk in chunks[1:]] if len(chunks) > 1
                       else [text.sentence] * self.levels)
-        for block, stage, condition in zip(self.blocks, self.attention, conditions):
-            h = block(h, condition)
+        for block, stage, condition, noise in zip(self.blocks, self.attention, conditions, self.block_noise_maps(z)):
+            h = block(h, condition, noise)
             if isinstance(stage, AttentionStage):
                 h = stage(h, text)
         h = self.out_conv(F.relu(self.out_norm(h)))

@@ -49,21 +49,35 @@ class ConditionalBatchNorm2d(nn.Module):
 
 
 class GeneratorBlock(nn.Module):
-    """BigGAN residual up-block: CBN-ReLU-up(nearest x2)-conv3x3-CBN-ReLU-conv3x3, skip up + conv1x1."""
+    """BigGAN residual up-block: CBN-ReLU-up(nearest x2)-conv3x3-CBN-ReLU-conv3x3, skip up + conv1x1.
 
-    def __init__(self, in_channels: int, out_channels: int, cond_dim: int) -> None:
+    With ``noise_maps`` (``model.g_noise_maps`` other than "none"; the paper's block has none) a one-channel
+    noise map at the block's output resolution (or one row per frame, broadcast over the bins) is added after each conv, scaled per channel by a learnt strength that
+    starts at 0 (StyleGAN's noise inputs): local randomness the block can place (where a tick or knock
+    falls) without carrying it up from the first 1 x 4 map. ``noise_strength`` sets that start instead (issue 19:
+    from 0 the demo's strengths stay near it and its clips do not change with z)."""
+
+    def __init__(self, in_channels: int, out_channels: int, cond_dim: int, noise_maps: bool = False,
+                 noise_strength: float = 0.0) -> None:
         super().__init__()
         self.norm1 = ConditionalBatchNorm2d(in_channels, cond_dim)
         self.conv1 = sn_conv2d(in_channels, out_channels, 3)
         self.norm2 = ConditionalBatchNorm2d(out_channels, cond_dim)
         self.conv2 = sn_conv2d(out_channels, out_channels, 3)
         self.skip = sn_conv2d(in_channels, out_channels, 1)
+        self.noise_strength = (nn.Parameter(torch.full((2, 1, out_channels, 1, 1), float(noise_strength)))
+                               if noise_maps else None)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``noise`` [B, 2, 2H or 1, 2W]: the two maps of a noise_maps block (required there, ignored otherwise)."""
         h = F.relu(self.norm1(x, cond))
         h = F.interpolate(h, scale_factor=2, mode="nearest")
         h = self.conv1(h)
+        if self.noise_strength is not None:
+            h = h + self.noise_strength[0] * noise[:, :1]
         h = self.conv2(F.relu(self.norm2(h, cond)))
+        if self.noise_strength is not None:
+            h = h + self.noise_strength[1] * noise[:, 1:]
         return h + self.skip(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 

@@ -29,6 +29,7 @@ from scenesynth import paths
 from scenesynth.config import fingerprint
 from scenesynth.features.shards import read_index
 from scenesynth.losses.mode_seeking import mode_seeking_term
+from scenesynth.training.augment import random_time_shift
 from scenesynth.losses.objectives import discriminator_objective, generator_objective
 from scenesynth.models import build_models
 from scenesynth.text.cache import TextCache
@@ -118,6 +119,9 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
     amp = autocast_for(device, params["train"]["precision"])
     logs: dict[str, float] = {}
 
+    def shift(mels: torch.Tensor) -> torch.Tensor:  # DiffAugment in time (training/augment.py); 0 = the paper's
+        return random_time_shift(mels, params["train"]["d_augment_shift"])
+
     def noise(rows: int) -> torch.Tensor:  # drawn for the global batch; this rank keeps its rows
         return torch.randn(rows * ctx.world_size, z_dim, device=device)[ctx.rows(rows * ctx.world_size)]
 
@@ -137,7 +141,7 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
             else:
                 with torch.no_grad():
                     fake = G(noise(len(captions)), text)
-            real_out, fake_out = D_sync(mels, text), D_sync(fake.detach(), text)
+            real_out, fake_out = D_sync(shift(mels), text), D_sync(shift(fake.detach()), text)
         loss_d, logs_d = discriminator_objective(gather_output(fp32(real_out), ctx), gather_output(fp32(fake_out), ctx),
                                                  caption_ids, loss_cfg)
         if ctx.active:
@@ -156,8 +160,8 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
                 z_g = noise(len(captions))
                 fake = G_sync(z_g, text)
                 with torch.no_grad():
-                    real_out = D(mels, text)
-            fake_out = D(fake, text)
+                    real_out = D(shift(mels), text)
+            fake_out = D(shift(fake), text)
         loss_g, logs_g = generator_objective(gather_output(fp32(fake_out), ctx), gather_output(fp32(real_out), ctx),
                                              caption_ids, loss_cfg)
         if loss_cfg["mode_seeking"] > 0:  # issue 19 (losses/mode_seeking.py); off in the paper's objective
