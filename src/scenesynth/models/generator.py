@@ -72,6 +72,8 @@ class Generator(nn.Module):
         noise_strength: float = 0.0,
     ) -> None:
         super().__init__()
+        if noise_maps not in NOISE_MAPS:
+            raise ValueError(f"noise_maps must be one of {', '.join(NOISE_MAPS)}, got {noise_maps!r}")
         self.levels = resolution_levels(n_mels, n_frames, init_shape)
         # noise_blocks: z = [input chunk, one chunk per block]; each block's CBN sees [sentence, its chunk]
         self.z_chunks = noise_chunks(z_dim, self.levels) if noise_blocks else [z_dim]
@@ -97,8 +99,6 @@ class Generator(nn.Module):
         self.out_conv = sn_conv2d(channels[-1], 1, 1)
         self.output_scale = nn.Parameter(torch.tensor(float(output_scale)))
         self.output_shift = nn.Parameter(torch.tensor(float(output_shift)))
-        if noise_maps not in NOISE_MAPS:
-            raise ValueError(f"noise_maps must be one of {', '.join(NOISE_MAPS)}, got {noise_maps!r}")
         self.noise_maps = noise_maps
 
     def block_noise_maps(self, z: torch.Tensor) -> list[torch.Tensor | None]:
