@@ -11,6 +11,7 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
   hinge_only   hinge loss alone (every contrastive weight 0)
   no_sc, no_f2r, no_g2s, no_l2w   one contrastive loss left out
   no_attention no attention stage in G or D (the contrastive losses kept)
+  contrastive_0.25  every contrastive weight at a quarter of the paper's (hinge at 1)
   noise_blocks z split into one chunk per generator block, into its CBN (BigGAN; model.g_noise_blocks)
   mode_seeking MSGAN's mode-seeking term for G, weight 1 (loss.mode_seeking); mode_seeking_0.1 and _0.3
                at those weights; mode_seeking_capped with the ratio capped at 0.9 (loss.mode_seeking_cap)
@@ -24,6 +25,13 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                hash_content_noise_maps_0.5 with noise_maps_0.5 on top
   diffaug      DiffAugment in time: every clip D sees rolled by up to 1/8 of its frames (train.d_augment_shift);
                diffaug_0.5 by up to half; diffaug_mode_seeking_0.1 / _capped with the mode-seeking term on top
+  lr_decay_0.5 both learning rates falling linearly to 0 over the second half of training (train.lr_decay_start);
+               lr_decay_0.75 over the last quarter
+  ema_0.995    the EMA generator averaged over ~200 steps instead of the demo's ~100 (model.ema_decay)
+  d_time_delta D reads the log-mel's frame-to-frame difference as a second channel (model.d_time_delta);
+               d_time_delta_ema_0.995 with ema_0.995 on top; hinge_only_d_time_delta with hinge_only's weights
+  without_options, hinge_only_without_options   full and hinge_only with the demo's issue-19 choices undone
+               (text.encoder hash, g_noise_maps none): the paper's claim on the generator it describes
 
 Each row carries the per-kind accuracy (a second table: foreground kinds, mean over seeds) and the
 stand-in FAD as a multiple of its real-vs-real floor (evaluation/fd_floor.py).
@@ -32,9 +40,11 @@ stand-in FAD as a multiple of its real-vs-real floor (evaluation/fd_floor.py).
     python benchmarks/conditioning.py --variants full,hinge_only --seeds 1234 --steps 200 --json
     python benchmarks/conditioning.py --overlay config/separable.yaml --processes 2
     python benchmarks/conditioning.py --variants full --audio-reading   # + the audio reading (Griffin-Lim)
+    python benchmarks/conditioning.py --from-json a.json b.json         # the table of saved --json runs, merged
 
 Each run trains on one thread; --processes runs that many at once (2 on a 2-core machine). The
-table gives mean +- std over seeds; --json prints one object per run (variant, seed, fg_accuracy,
+table gives mean +- std over seeds, the worst seed, and each variant's difference from --reference
+(default full) with its standard error; --json prints one object per run (variant, seed, fg_accuracy,
 bg_accuracy, fad, diversity, seconds).
 """
 
@@ -53,6 +63,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRASTIVE = ("sc", "f2r", "g2s", "l2w")
+# the demo's issue-19 choices undone: the plain hash text stand-in, no noise maps (the paper's generator)
+WITHOUT_OPTIONS = {"text": {"encoder": "hash"}, "model": {"g_noise_maps": "none", "g_noise_strength": 0.0}}
 VARIANTS = {
     "full": {},
     "hinge_only": {"loss": {name: 0.0 for name in CONTRASTIVE}},
@@ -80,6 +92,15 @@ VARIANTS = {
     "diffaug_mode_seeking_0.1": {"train": {"d_augment_shift": 0.125}, "loss": {"mode_seeking": 0.1}},
     "diffaug_mode_seeking_capped": {"train": {"d_augment_shift": 0.125},
                                     "loss": {"mode_seeking": 1.0, "mode_seeking_cap": 0.9}},
+    "contrastive_0.25": {"loss": {name: 0.25 for name in CONTRASTIVE}},
+    "lr_decay_0.5": {"train": {"lr_decay_start": 0.5}},
+    "lr_decay_0.75": {"train": {"lr_decay_start": 0.75}},
+    "ema_0.995": {"model": {"ema_decay": 0.995}},
+    "d_time_delta": {"model": {"d_time_delta": True}},
+    "hinge_only_d_time_delta": {"model": {"d_time_delta": True}, "loss": {name: 0.0 for name in CONTRASTIVE}},
+    "d_time_delta_ema_0.995": {"model": {"d_time_delta": True, "ema_decay": 0.995}},
+    "without_options": WITHOUT_OPTIONS,
+    "hinge_only_without_options": {**WITHOUT_OPTIONS, "loss": {name: 0.0 for name in CONTRASTIVE}},
     "diversity_all": {"model": {"g_noise_blocks": True, "d_minibatch_std": 4}, "loss": {"mode_seeking": 1.0}},
 }
 
@@ -180,14 +201,57 @@ def kinds_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| variant | runs | foreground | background | diversity | stand-in FAD | FAD / floor | s/run |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+def difference(rows: list[dict], variant: str, reference: str, key: str) -> tuple[float, float] | None:
+    """Mean of ``key`` over the variant's runs minus the reference's, and its standard error (Welch: the two
+    sets of seeds are independent samples of what training does); None below two runs on either side."""
+    mine, theirs = ([r[key] for r in rows if r["variant"] == name] for name in (variant, reference))
+    if len(mine) < 2 or len(theirs) < 2:
+        return None
+    error = (statistics.variance(mine) / len(mine) + statistics.variance(theirs) / len(theirs)) ** 0.5
+    return statistics.mean(mine) - statistics.mean(theirs), error
+
+
+def paired_difference(rows: list[dict], variant: str, reference: str, key: str) -> tuple[float, float, int] | None:
+    """Seed by seed: mean of (variant - reference) over the seeds both ran, its standard error, and the
+    number of seeds. Meaningful only where the two train the same model (a seed fixes the data order and
+    the initialisation, and e.g. ``model.ema_decay`` changes only the exported average), so the
+    seed-to-seed spread cancels; elsewhere the seeds are unrelated and the unpaired difference applies."""
+    mine = {r["seed"]: r[key] for r in rows if r["variant"] == variant}
+    theirs = {r["seed"]: r[key] for r in rows if r["variant"] == reference}
+    gaps = [mine[seed] - theirs[seed] for seed in sorted(set(mine) & set(theirs))]
+    if len(gaps) < 2:
+        return None
+    return statistics.mean(gaps), statistics.stdev(gaps) / len(gaps) ** 0.5, len(gaps)
+
+
+def differences_table(rows: list[dict], reference: str) -> str:
+    """Each variant against the reference: difference of the means +- its standard error, and how many
+    standard errors the foreground difference is (below ~2 it is not told apart from seed-to-seed noise);
+    then the seed-by-seed foreground difference (see paired_difference for when it means something)."""
+    lines = [f"| variant - {reference} | runs | foreground | foreground / SE | background | diversity | "
+             "foreground seed by seed (seeds) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for variant in VARIANTS:
+        cells = [difference(rows, variant, reference, key) for key in ("fg_accuracy", "bg_accuracy", "diversity")]
+        if variant == reference or cells[0] is None:
+            continue
+        runs = f"{sum(r['variant'] == variant for r in rows)} / {sum(r['variant'] == reference for r in rows)}"
+        ratio = abs(cells[0][0]) / cells[0][1] if cells[0][1] else float("inf")
+        paired = paired_difference(rows, variant, reference, "fg_accuracy")
+        paired_cell = f"{paired[0]:+.3f} +- {paired[1]:.3f} ({paired[2]})" if paired else "-"
+        lines.append(f"| {variant} | {runs} | " + f"{cells[0][0]:+.3f} +- {cells[0][1]:.3f} | {ratio:.1f} | "
+                     + " | ".join(f"{d:+.3f} +- {e:.3f}" for d, e in cells[1:]) + f" | {paired_cell} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def table(rows: list[dict], reference: str = "full") -> str:
+    lines = ["| variant | runs | foreground | worst seed | background | diversity | stand-in FAD | FAD / floor | s/run |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for variant in VARIANTS:
         mine = [r for r in rows if r["variant"] == variant]
         if not mine:
             continue
         lines.append(f"| {variant} | {len(mine)} | {mean_std([r['fg_accuracy'] for r in mine])} | "
+                     f"{min(r['fg_accuracy'] for r in mine):.3f} | "
                      f"{mean_std([r['bg_accuracy'] for r in mine])} | {mean_std([r['diversity'] for r in mine])} | "
                      f"{mean_std([r['fad'] for r in mine])} | {mean_std([r['fad_over_floor'] for r in mine])} | "
                      f"{statistics.mean(r['seconds'] for r in mine):.0f} |")
@@ -200,7 +264,8 @@ def table(rows: list[dict]) -> str:
                 lines.append(f"| {variant} | {mean_std([r['audio_fg_accuracy'] for r in mine])} | "
                              f"{mean_std([r['audio_bg_accuracy'] for r in mine])} | "
                              f"{mean_std([r['audio_fg_ceiling'] for r in mine])} |")
-    lines += ["", kinds_table(rows)]
+    compared = differences_table(rows, reference)
+    lines += ["", kinds_table(rows)] + (["", compared] if compared else [])
     first = rows[0]
     lines.append(f"\nchance {first['fg_chance']:.3f} / {first['bg_chance']:.3f}, ceiling (real dev clips) "
                  f"{first['fg_ceiling']:.3f} / {first['bg_ceiling']:.3f}; {first['steps']} steps per run")
@@ -218,7 +283,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the runs as a JSON list")
     parser.add_argument("--audio-reading", action="store_true",
                         help="also the audio reading (generated clips after Griffin-Lim; slower)")
+    parser.add_argument("--reference", default="full", help="the variant the others are compared with (default: full)")
+    parser.add_argument("--from-json", nargs="+", metavar="FILE",
+                        help="train nothing: the table of the runs earlier --json outputs hold, merged")
     args = parser.parse_args(argv)
+    if args.from_json:
+        rows = [row for path in args.from_json for row in json.loads(Path(path).read_text())]
+        rows.sort(key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))
+        print(json.dumps(rows, indent=1) if args.json else table(rows, args.reference))
+        return 0
     sys.path.insert(0, str(REPO / "src"))
     from scenesynth.config import load_params
 
@@ -240,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"div {row['diversity']:.2f} fad {row['fad']:.1f} ({row['fad_over_floor']:.2f} x floor) "
                       f"kinds {row['fg_per_kind']} ({row['seconds']:.0f} s)", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))
-    print(json.dumps(rows, indent=1) if args.json else table(rows))
+    print(json.dumps(rows, indent=1) if args.json else table(rows, args.reference))
     return 0
 
 

@@ -157,3 +157,27 @@ def test_gpu_benchmark_smoke_runs_every_row_on_cpu_and_prints_json_rows(tmp_path
     compiled = [r for r in train if r["compile"]]
     assert all(r["loss_rel_diff_vs_eager"] < 1e-3 for r in compiled)  # compiling does not change the losses
     assert rows[-1]["processes"] == 2
+
+
+def test_conditioning_benchmark_merges_saved_runs_and_compares_each_variant_with_the_reference(tmp_path):
+    """--from-json: no training; the table gives the worst seed and variant - reference +- its standard error."""
+    def run(variant, seed, fg):
+        return {"variant": variant, "seed": seed, "fg_accuracy": fg, "bg_accuracy": 0.9, "diversity": 0.3, "fad": 1.0,
+                "fad_over_floor": 2.0, "seconds": 1.0, "fg_per_kind": {"a": fg, "b": 1.0}, "fg_chance": 0.5,
+                "bg_chance": 0.5, "fg_ceiling": 1.0, "bg_ceiling": 1.0, "steps": 10}
+    (tmp_path / "a.json").write_text(json.dumps([run("full", 1, 0.6), run("full", 2, 0.8)]))
+    (tmp_path / "b.json").write_text(json.dumps([run("hinge_only", 1, 0.7), run("hinge_only", 2, 0.9),
+                                                 run("hinge_only", 3, 0.8)]))
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/conditioning.py"), "--from-json",
+                           str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+                          capture_output=True, text=True, env=venv_env(), timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert "| full | 2 | 0.700 +- 0.141 | 0.600 |" in done.stdout  # mean +- std, then the worst seed
+    # (0.8 - 0.7) +- sqrt(0.01 / 3 + 0.02 / 2): the difference, its standard error, and their ratio; then seed by
+    # seed over the two seeds both ran: 0.1 on each, no spread
+    assert "| hinge_only | 3 / 2 | +0.100 +- 0.115 | 0.9 | +0.000 +- 0.000 | +0.000 +- 0.000 | +0.100 +- 0.000 (2) |" in lines
+    again = subprocess.run([sys.executable, str(REPO / "benchmarks/conditioning.py"), "--from-json",
+                            str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--reference", "hinge_only"],
+                           capture_output=True, text=True, env=venv_env(), timeout=120)
+    assert "| full | 2 / 3 | -0.100 +- 0.115 | 0.9 |" in again.stdout

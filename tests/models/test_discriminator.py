@@ -119,3 +119,23 @@ def test_minibatch_std_lets_the_discriminator_see_a_batch_of_identical_samples()
     with torch.no_grad():
         assert not torch.allclose(with_std(same, text).logit[0], with_std(torch.cat([mel[:1], mel[1:] + 3.0]), text).logit[0])
         assert torch.allclose(plain(same, text).logit[0], plain(torch.cat([mel[:1], mel[1:] + 3.0]), text).logit[0])
+
+
+def test_time_delta_channel_is_the_frame_to_frame_difference() -> None:
+    """model.d_time_delta (issue 19): with the log-mel's own input weights zeroed, D sees only the difference
+    channel: two mels steady in time at different levels look the same to it, a mel with one click does not."""
+    torch.manual_seed(0)
+    discriminator = Discriminator(**TINY, time_delta=True).eval()  # eval: no SN power-iteration update
+    first = discriminator.blocks[0]
+    with torch.no_grad():
+        for conv in (first.conv1, first.skip):
+            conv.parametrizations.weight.original[:, 0] = 0.0
+    text = make_text()
+    steady_low = torch.full((BATCH, 1, N_MELS, N_FRAMES), -8.0)
+    steady_high = torch.full((BATCH, 1, N_MELS, N_FRAMES), -2.0)
+    click = steady_low.clone()
+    click[..., N_FRAMES // 2] = 0.0
+    logit = {name: discriminator(mel, text).logit for name, mel in
+             (("low", steady_low), ("high", steady_high), ("click", click))}
+    assert torch.allclose(logit["low"], logit["high"], atol=1e-5)
+    assert not torch.allclose(logit["low"], logit["click"], atol=1e-3)

@@ -75,5 +75,6 @@ def build_models(
         min_channels=cfg["min_channels"],
         region_level=cfg["region_level"],
         minibatch_std_group=cfg.get("d_minibatch_std", 0),  # .get: model files saved before the option
+        time_delta=cfg.get("d_time_delta", False),
     )
     return generator, discriminator

@@ -15,6 +15,10 @@ Choices:
 - ``minibatch_std_group`` > 0 (``model.d_minibatch_std``, off in the paper's setting): ProGAN's
   minibatch standard deviation enters the last block as one more channel, so D sees how much the
   samples of a batch differ (issue 19: a generator that ignores its noise).
+- ``time_delta`` (``model.d_time_delta``, off in the paper's setting): D reads the log-mel's frame-to-frame
+  difference as a second input channel, so an onset (a knock, a tick, a beep's edge: one frame at the demo's
+  40 ms hop) is a large value D's first conv sees directly rather than a contrast it must learn to compute
+  under spectral normalisation (issue 19: the demo's generator smooths those events into a steady band).
 """
 
 from __future__ import annotations
@@ -76,9 +80,10 @@ class Discriminator(nn.Module):
         min_channels: int,
         region_level: int,
         minibatch_std_group: int = 0,
+        time_delta: bool = False,
     ) -> None:
         super().__init__()
-        self.minibatch_std_group = minibatch_std_group
+        self.minibatch_std_group, self.time_delta = minibatch_std_group, time_delta
         self.levels = resolution_levels(n_mels, n_frames, init_shape)
         if len(attention_plan) > self.levels - 1:
             raise ValueError(
@@ -92,7 +97,8 @@ class Discriminator(nn.Module):
         out_levels = list(range(self.levels - 1, -1, -1))  # level of each block's output
         extra = [1 if minibatch_std_group and i == len(out_levels) - 1 else 0 for i in range(len(out_levels))]
         self.blocks = nn.ModuleList(
-            DiscriminatorBlock((1 if i == 0 else channels[level + 1]) + extra[i], channels[level], first=i == 0)
+            DiscriminatorBlock(((2 if time_delta else 1) if i == 0 else channels[level + 1]) + extra[i], channels[level],
+                               first=i == 0)
             for i, level in enumerate(out_levels)
         )
         mode_at_level = {len(attention_plan) - j: mode for j, mode in enumerate(attention_plan)}
@@ -118,7 +124,7 @@ class Discriminator(nn.Module):
     def forward(self, mel: torch.Tensor, text: TextBatch) -> DiscriminatorOutput:
         if mel.dim() != 4 or mel.shape[1:] != (1, self.n_mels, self.n_frames):
             raise ValueError(f"mel must be [B, 1, {self.n_mels}, {self.n_frames}], got {tuple(mel.shape)}")
-        h = mel
+        h = torch.cat([mel, F.pad(mel.diff(dim=3), (1, 0))], dim=1) if self.time_delta else mel
         regions = None
         for index, (block, stage) in enumerate(zip(self.blocks, self.attention)):
             if self.minibatch_std_group and index == len(self.blocks) - 1:

@@ -41,6 +41,7 @@ from scenesynth.training.distributed import (DistContext, any_rank, check_replic
 from scenesynth.training.launch import configured_world_size, local_batch_size
 from scenesynth.training.periodic_eval import EvalInputs, periodic_eval
 from scenesynth.training.samples import log_samples
+from scenesynth.training.schedule import lr_scale, set_learning_rates
 from scenesynth.training.stop_signals import StopRequest, TrainingStopped
 from scenesynth.tracking import Tracker, stand_ins
 from scenesynth.utils.atomic import write_json, write_torch
@@ -129,6 +130,11 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
     # its graph, and that step's real features for F2R, instead of a second G forward and a no-grad
     # D(real) pass (-20 % per step at the demo's size; the paper's loop keeps both).
     d_steps, reuse = params["train"]["d_steps"], params["train"]["reuse_d_step"]
+    train_cfg = params["train"]
+    if train_cfg["lr_decay_start"] is not None:  # training/schedule.py; the paper's rates stay constant
+        scale = lr_scale(state.step, train_cfg["steps"], train_cfg["lr_decay_start"])
+        set_learning_rates([(state.opt_g, train_cfg["lr_g"]), (state.opt_d, train_cfg["lr_d"])], scale)
+        logs["lr_scale"] = scale
     for d_step in range(d_steps):
         mels, captions = next(batches)
         mels, text = mels.to(device), pad_words(cache.batch(captions).to(device), ctx)
