@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from prompt_mels import run_folder_arguments  # this folder: the script's own directory is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 EVENT_RISE = 3.0  # log units above the low band's median: a knock at the demo's levels rises 3-6
@@ -39,10 +40,7 @@ def dynamics(mels: np.ndarray) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--overlay", default="config/demo.yaml")
-    parser.add_argument("--model", default="runs/train/model.pt")
-    parser.add_argument("--dev", default="data/dev/manifest.parquet")
+    run_folder_arguments(parser)
     parser.add_argument("--train-manifest", default="data/raw/manifest.parquet")
     parser.add_argument("--pretrained", default="data/pretrained")
     parser.add_argument("--z", type=int, default=4, help="noise vectors per prompt (default: %(default)s)")

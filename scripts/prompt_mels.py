@@ -23,12 +23,17 @@ from matplotlib.figure import Figure
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_folder_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every script that reads a finished run's folder takes (defaults: `make demo`'s paths)."""
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--overlay", default="config/demo.yaml")
     parser.add_argument("--model", default="runs/train/model.pt")
     parser.add_argument("--dev", default="data/dev/manifest.parquet")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    run_folder_arguments(parser)
     parser.add_argument("--out", default="docs/figures/demo_prompts.png")
     parser.add_argument("--z", type=int, default=3, help="noise vectors per prompt (default: %(default)s)")
     args = parser.parse_args(argv)
