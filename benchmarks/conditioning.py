@@ -30,6 +30,15 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
   ema_0.995    the EMA generator averaged over ~200 steps instead of the demo's ~100 (model.ema_decay)
   d_time_delta D reads the log-mel's frame-to-frame difference as a second channel (model.d_time_delta);
                d_time_delta_ema_0.995 with ema_0.995 on top; hinge_only_d_time_delta with hinge_only's weights
+  betas_0      Adam's first moment off for G and D (train.betas [0, 0.999], BigGAN's; the demo's 0.5 is DCGAN's)
+  lr_g_2e-4    G's rate at half D's (train.lr_g; the demo has both at 4e-4)
+  init_2x8     G's first map 2 x 8 instead of 1 x 4 (model.init_shape: z sets 8 time slots, one block fewer
+               in G and D, D's attention at its two upper levels)
+  mode_seeking_0.1_rows_4  mode_seeking_0.1 on 4 rows of the batch instead of 8 (loss.mode_seeking_rows)
+  init_2x8_1000  init_2x8 trained 1 000 steps (its step costs more: the same training time as full's 1 200;
+               without --steps, which overrides it); init_2x8_g2att without G's attention at 16 x 64;
+               init_4x16 the first map 4 x 16 (two blocks each side); init_2x8_mode_seeking_0.1_rows_4 both
+  r1_10 / r1_100  R1 on D's slope at real clips, gamma 10 / 100, every 4th D update (loss.r1, r1_every)
   without_options, hinge_only_without_options   full and hinge_only with the demo's issue-19 choices undone
                (text.encoder hash, g_noise_maps none): the paper's claim on the generator it describes
 
@@ -99,6 +108,18 @@ VARIANTS = {
     "d_time_delta": {"model": {"d_time_delta": True}},
     "hinge_only_d_time_delta": {"model": {"d_time_delta": True}, "loss": {name: 0.0 for name in CONTRASTIVE}},
     "d_time_delta_ema_0.995": {"model": {"d_time_delta": True, "ema_decay": 0.995}},
+    "betas_0": {"train": {"betas": [0.0, 0.999]}},
+    "lr_g_2e-4": {"train": {"lr_g": 2.0e-4}},
+    "init_2x8": {"model": {"init_shape": [2, 8], "d_attention": ["double", "triple"]}},
+    "mode_seeking_0.1_rows_4": {"loss": {"mode_seeking": 0.1, "mode_seeking_rows": 4}},
+    "init_2x8_1000": {"model": {"init_shape": [2, 8], "d_attention": ["double", "triple"]}, "train": {"steps": 1000}},
+    "init_2x8_g2att": {"model": {"init_shape": [2, 8], "g_attention": ["triple", "double"],
+                                 "d_attention": ["double", "triple"]}},
+    "init_4x16": {"model": {"init_shape": [4, 16], "g_attention": ["triple", "double"], "d_attention": ["triple"]}},
+    "init_2x8_mode_seeking_0.1_rows_4": {"model": {"init_shape": [2, 8], "d_attention": ["double", "triple"]},
+                                         "loss": {"mode_seeking": 0.1, "mode_seeking_rows": 4}},
+    "r1_10": {"loss": {"r1": 10.0}},
+    "r1_100": {"loss": {"r1": 100.0}},
     "without_options": WITHOUT_OPTIONS,
     "hinge_only_without_options": {**WITHOUT_OPTIONS, "loss": {name: 0.0 for name in CONTRASTIVE}},
     "diversity_all": {"model": {"g_noise_blocks": True, "d_minibatch_std": 4}, "loss": {"mode_seeking": 1.0}},

@@ -181,3 +181,20 @@ def test_conditioning_benchmark_merges_saved_runs_and_compares_each_variant_with
                             str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--reference", "hinge_only"],
                            capture_output=True, text=True, env=venv_env(), timeout=120)
     assert "| full | 2 / 3 | -0.100 +- 0.115 | 0.9 |" in again.stdout
+
+
+def test_every_conditioning_variant_of_the_demo_is_valid_params_and_builds_its_models():
+    """A variant that the schema refuses or whose G / D cannot be built would cost a whole benchmark run to find."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from conditioning import VARIANTS, with_variant
+
+    from scenesynth.config import load_params, validate_params
+    from scenesynth.models import build_models
+
+    demo = load_params(REPO / "params.yaml", REPO / "config/demo.yaml")
+    for variant in VARIANTS:
+        params = with_variant(demo, variant, seed=1, steps=10)
+        validate_params(params, variant)
+        audio = params["audio"]
+        generator, discriminator = build_models(params["model"], audio["n_mels"], audio["n_frames"], 32, 32)
+        assert generator.levels == discriminator.levels >= 1, variant

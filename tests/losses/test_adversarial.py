@@ -100,3 +100,17 @@ def test_huge_logits_stay_finite(dtype: torch.dtype) -> None:
     # Only the samples on the wrong side of the margin push: gradient -1/B and +1/B.
     torch.testing.assert_close(d_grads[0], torch.tensor([0.0, -1 / 3, -1 / 3], dtype=dtype))
     torch.testing.assert_close(d_grads[1], torch.tensor([0.0, 1 / 3, 1 / 3], dtype=dtype))
+
+
+def test_r1_is_the_mean_squared_input_gradient_and_reaches_the_weights():
+    """D(x) = sum(w * x^2) per row has gradient 2 w x: R1 = mean_i sum (2 w x_i)^2; its own gradient reaches w."""
+    from scenesynth.losses.adversarial import r1_penalty
+
+    w = torch.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    x = torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]], requires_grad=True)
+    penalty = r1_penalty((w * x.pow(2)).sum(dim=1), x)
+    expected = ((2 * w.detach() * x.detach()).pow(2).sum(dim=1)).mean()
+    assert torch.allclose(penalty, expected)
+    penalty.backward()
+    # d/dw of mean_i sum_j 4 w_j^2 x_ij^2 = mean_i 8 w_j x_ij^2
+    assert torch.allclose(w.grad, (8 * w.detach() * x.detach().pow(2)).mean(dim=0))

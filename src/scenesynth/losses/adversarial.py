@@ -23,3 +23,13 @@ def hinge_d_loss(real_logit: Tensor, fake_logit: Tensor) -> Tensor:
 def hinge_g_loss(fake_logit: Tensor) -> Tensor:
     """Generator hinge: -mean(D(fake)) (unbounded, as in SAGAN/BigGAN/XMC-GAN)."""
     return -torch.mean(fake_logit)
+
+
+def r1_penalty(real_logit: Tensor, real_input: Tensor) -> Tensor:
+    """R1 (Mescheder et al., ICML 2018): mean over the batch of |grad_x D(x)|^2 at the real clips.
+
+    Unregularised GANs circle their equilibrium instead of settling on it; penalising D's slope on real
+    data damps that circling. ``real_input`` must be the tensor D read (requires_grad set before D's
+    forward); the graph is kept so the penalty's own gradient reaches D's weights (a double backward)."""
+    (grad,) = torch.autograd.grad(real_logit.sum(), real_input, create_graph=True)
+    return grad.pow(2).flatten(1).sum(dim=1).mean()

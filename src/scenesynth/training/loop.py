@@ -28,6 +28,7 @@ import torch
 from scenesynth import paths
 from scenesynth.config import fingerprint
 from scenesynth.features.shards import read_index
+from scenesynth.losses.adversarial import r1_penalty
 from scenesynth.losses.mode_seeking import mode_seeking_term
 from scenesynth.training.augment import random_time_shift
 from scenesynth.losses.objectives import discriminator_objective, generator_objective
@@ -147,9 +148,16 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
             else:
                 with torch.no_grad():
                     fake = G(noise(len(captions)), text)
-            real_out, fake_out = D_sync(shift(mels), text), D_sync(shift(fake.detach()), text)
+            # R1 (loss.r1, off in the paper's objective) every r1_every D updates, scaled by it (lazy, StyleGAN2)
+            r1_due = loss_cfg["r1"] > 0 and (state.step * d_steps + d_step) % loss_cfg["r1_every"] == 0
+            real_in = shift(mels).requires_grad_(r1_due)
+            real_out, fake_out = D_sync(real_in, text), D_sync(shift(fake.detach()), text)
         loss_d, logs_d = discriminator_objective(gather_output(fp32(real_out), ctx), gather_output(fp32(fake_out), ctx),
                                                  caption_ids, loss_cfg)
+        if r1_due:
+            penalty = r1_penalty(real_out.logit.float(), real_in)
+            loss_d = loss_d + 0.5 * loss_cfg["r1"] * loss_cfg["r1_every"] * penalty
+            logs_d["d/r1"] = float(penalty.detach())
         if ctx.active:
             loss_d = _every_output_in_graph(_every_output_in_graph(loss_d, real_out), fake_out)
         _check_finite(logs_d, state.step, checkpoint)
@@ -236,6 +244,9 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     if params["loss"]["mode_seeking"] > 0 and ctx.world_size > 1:  # each rank would score its own rows alone
         raise ValueError("loss.mode_seeking is not implemented for several training processes "
                          "(train.processes_per_node x train.nodes > 1): set it to 0 or train in one process")
+    if params["loss"]["r1"] > 0 and ctx.world_size > 1:  # DDP's reducer does not take a double backward
+        raise ValueError("loss.r1 is not implemented for several training processes "
+                         "(train.processes_per_node x train.nodes > 1): set it to 0 or train in one process")
     if ctx.world_size != configured_world_size(train_cfg):
         log.warning("running in %d processes, but train.processes_per_node x train.nodes = %d",
                     ctx.world_size, configured_world_size(train_cfg))
@@ -287,7 +298,8 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
                 logs = state.last_losses = train_step(state, batches, cache, params, device, checkpoint, ctx, wrapped)
                 window.append(logs)
                 if state.step % train_cfg["log_every"] == 0 or state.step == target:
-                    means = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                    # a term logged on some steps only (lazy R1) is the mean of the steps that ran it
+                    means = {k: float(np.mean([w[k] for w in window if k in w])) for k in dict.fromkeys(k for w in window for k in w)}
                     if tracker is not None:
                         tracker.metrics(means, state.step)
                     log.info("step %d: %s", state.step, ", ".join(f"{k} {v:.3f}" for k, v in sorted(means.items())))
