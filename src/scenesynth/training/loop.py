@@ -241,12 +241,11 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
            metrics_path: str | Path, max_steps: int | None, eval_inputs: EvalInputs | None = None) -> dict:
     train_cfg, seed = params["train"], params["seed"]
     local_batch_size(train_cfg["batch_size"], ctx.world_size)
-    if params["loss"]["mode_seeking"] > 0 and ctx.world_size > 1:  # each rank would score its own rows alone
-        raise ValueError("loss.mode_seeking is not implemented for several training processes "
-                         "(train.processes_per_node x train.nodes > 1): set it to 0 or train in one process")
-    if params["loss"]["r1"] > 0 and ctx.world_size > 1:  # DDP's reducer does not take a double backward
-        raise ValueError("loss.r1 is not implemented for several training processes "
-                         "(train.processes_per_node x train.nodes > 1): set it to 0 or train in one process")
+    # mode_seeking: each rank would score its own rows alone; r1: DDP's reducer does not take a double backward
+    for term in ("mode_seeking", "r1"):
+        if params["loss"][term] > 0 and ctx.world_size > 1:
+            raise ValueError(f"loss.{term} is not implemented for several training processes "
+                             "(train.processes_per_node x train.nodes > 1): set it to 0 or train in one process")
     if ctx.world_size != configured_world_size(train_cfg):
         log.warning("running in %d processes, but train.processes_per_node x train.nodes = %d",
                     ctx.world_size, configured_world_size(train_cfg))
@@ -299,7 +298,8 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
                 window.append(logs)
                 if state.step % train_cfg["log_every"] == 0 or state.step == target:
                     # a term logged on some steps only (lazy R1) is the mean of the steps that ran it
-                    means = {k: float(np.mean([w[k] for w in window if k in w])) for k in dict.fromkeys(k for w in window for k in w)}
+                    keys = dict.fromkeys(k for w in window for k in w)
+                    means = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
                     if tracker is not None:
                         tracker.metrics(means, state.step)
                     log.info("step %d: %s", state.step, ", ".join(f"{k} {v:.3f}" for k, v in sorted(means.items())))
