@@ -74,6 +74,9 @@ REPO = Path(__file__).resolve().parents[1]
 CONTRASTIVE = ("sc", "f2r", "g2s", "l2w")
 # the demo's issue-19 choices undone: the plain hash text stand-in, no noise maps (the paper's generator)
 WITHOUT_OPTIONS = {"text": {"encoder": "hash"}, "model": {"g_noise_maps": "none", "g_noise_strength": 0.0}}
+# G's first map 2 x 8 (one block fewer each side), so D's attention fits its two upper levels
+INIT_2X8 = {"init_shape": [2, 8], "d_attention": ["double", "triple"]}
+SEEKING_ON_4_ROWS = {"mode_seeking": 0.1, "mode_seeking_rows": 4}
 VARIANTS = {
     "full": {},
     "hinge_only": {"loss": {name: 0.0 for name in CONTRASTIVE}},
@@ -110,14 +113,12 @@ VARIANTS = {
     "d_time_delta_ema_0.995": {"model": {"d_time_delta": True, "ema_decay": 0.995}},
     "betas_0": {"train": {"betas": [0.0, 0.999]}},
     "lr_g_2e-4": {"train": {"lr_g": 2.0e-4}},
-    "init_2x8": {"model": {"init_shape": [2, 8], "d_attention": ["double", "triple"]}},
-    "mode_seeking_0.1_rows_4": {"loss": {"mode_seeking": 0.1, "mode_seeking_rows": 4}},
-    "init_2x8_1000": {"model": {"init_shape": [2, 8], "d_attention": ["double", "triple"]}, "train": {"steps": 1000}},
-    "init_2x8_g2att": {"model": {"init_shape": [2, 8], "g_attention": ["triple", "double"],
-                                 "d_attention": ["double", "triple"]}},
+    "init_2x8": {"model": INIT_2X8},
+    "mode_seeking_0.1_rows_4": {"loss": SEEKING_ON_4_ROWS},
+    "init_2x8_1000": {"model": INIT_2X8, "train": {"steps": 1000}},
+    "init_2x8_g2att": {"model": {**INIT_2X8, "g_attention": ["triple", "double"]}},
     "init_4x16": {"model": {"init_shape": [4, 16], "g_attention": ["triple", "double"], "d_attention": ["triple"]}},
-    "init_2x8_mode_seeking_0.1_rows_4": {"model": {"init_shape": [2, 8], "d_attention": ["double", "triple"]},
-                                         "loss": {"mode_seeking": 0.1, "mode_seeking_rows": 4}},
+    "init_2x8_mode_seeking_0.1_rows_4": {"model": INIT_2X8, "loss": SEEKING_ON_4_ROWS},
     "r1_10": {"loss": {"r1": 10.0}},
     "r1_100": {"loss": {"r1": 100.0}},
     "without_options": WITHOUT_OPTIONS,
