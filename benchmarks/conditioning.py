@@ -37,7 +37,13 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
   mode_seeking_0.1_rows_4  mode_seeking_0.1 on 4 rows of the batch instead of 8 (loss.mode_seeking_rows)
   init_2x8_1000  init_2x8 trained 1 000 steps (its step costs more: the same training time as full's 1 200;
                without --steps, which overrides it); init_2x8_g2att without G's attention at 16 x 64;
-               init_4x16 the first map 4 x 16 (two blocks each side); init_2x8_mode_seeking_0.1_rows_4 both
+               init_4x16 the first map 4 x 16 (two blocks each side); init_2x8_mode_seeking_0.1_rows_4 both,
+               and _800 / _900 / _1000 / _1100 the same trained that many steps (to fit the DAG's 300 s);
+               init_2x8_g64_mode_seeking_0.1_rows_4 with G's channels halved (model.g_channels 64): every G block
+               then has the demo's width at its resolution, so the wider start no longer doubles G's cost
+  export_best  model.pt holds the in-training evaluation's best step (train.export: best; select_by is the demo's
+               foreground reading) instead of the last: the same training, so it compares with `full` seed by seed
+  steps_1500   the demo trained 1 500 steps instead of 1 200 (its accuracy still rises at the end)
   r1_10 / r1_100  R1 on D's slope at real clips, gamma 10 / 100, every 4th D update (loss.r1, r1_every)
   without_options, hinge_only_without_options   full and hinge_only with the demo's issue-19 choices undone
                (text.encoder hash, g_noise_maps none): the paper's claim on the generator it describes
@@ -119,6 +125,11 @@ VARIANTS = {
     "init_2x8_g2att": {"model": {**INIT_2X8, "g_attention": ["triple", "double"]}},
     "init_4x16": {"model": {"init_shape": [4, 16], "g_attention": ["triple", "double"], "d_attention": ["triple"]}},
     "init_2x8_mode_seeking_0.1_rows_4": {"model": INIT_2X8, "loss": SEEKING_ON_4_ROWS},
+    **{f"init_2x8_mode_seeking_0.1_rows_4_{steps}": {"model": INIT_2X8, "loss": SEEKING_ON_4_ROWS, "train": {"steps": steps}}
+       for steps in (800, 900, 1000, 1100)},
+    "init_2x8_g64_mode_seeking_0.1_rows_4": {"model": {**INIT_2X8, "g_channels": 64}, "loss": SEEKING_ON_4_ROWS},
+    "steps_1500": {"train": {"steps": 1500}},
+    "export_best": {"train": {"export": "best"}},
     "r1_10": {"loss": {"r1": 10.0}},
     "r1_100": {"loss": {"r1": 100.0}},
     "without_options": WITHOUT_OPTIONS,
@@ -172,6 +183,7 @@ def _one_run(job: tuple) -> dict:
     from scenesynth.inference.generate import generate_dev_set
     from scenesynth.text.cache import build_text_cache
     from scenesynth.training import loop
+    from scenesynth.training.periodic_eval import EvalInputs
 
     params, variant, seed, data, root = job
     run = root / f"{variant}-{seed}"
@@ -181,7 +193,12 @@ def _one_run(job: tuple) -> dict:
     train = manifest[manifest["split"] == "train"]
     started = time.perf_counter()
     build_text_cache(params, list(train["caption"]), run / "text")
-    loop.train(params, data["mels"], run / "text", run / "train", run / "train.json")
+    # the in-training evaluation only where the exported step depends on it (it does not change training)
+    # (its mel reading is the demo's select_by; the score below leaves out only the audio reading, as it does)
+    evaluation = (EvalInputs(data["dev"], data["raw"], root / "no_pretrained", run / "eval-embeddings")
+                  if params["train"]["export"] == "best" else None)
+    trained_summary = loop.train({**params, "evaluate": {**params["evaluate"], "conditioning": True}}, data["mels"],
+                                 run / "text", run / "train", run / "train.json", evaluation=evaluation)
     trained = time.perf_counter()
     model = run / "train" / "model.pt"
     generate_dev_set(params, model, data["dev"], run / "generated", pretrained=root / "no_pretrained")
@@ -202,7 +219,8 @@ def _one_run(job: tuple) -> dict:
             "bg_ceiling": reading["ceiling"]["bg_accuracy"], "diversity": reading["diversity"]["ratio"],
             "fad": fad["fad_mean"], "fad_over_floor": fad.get("fad_over_floor"), "steps": params["train"]["steps"],
             "fg_per_kind": g["fg_per_kind"], "bg_per_kind": g["bg_per_kind"], "fg_worst_kind": g["fg_worst_kind"],
-            **audio, "train_seconds": round(trained - started, 1), "seconds": round(time.perf_counter() - started, 1)}
+            **audio, "exported_step": trained_summary.get("best_step") or trained_summary["steps"],
+            "train_seconds": round(trained - started, 1), "seconds": round(time.perf_counter() - started, 1)}
 
 
 def mean_std(values: list[float]) -> str:
@@ -290,8 +308,19 @@ def table(rows: list[dict], reference: str = "full") -> str:
     lines += ["", kinds_table(rows)] + (["", compared] if compared else [])
     first = rows[0]
     lines.append(f"\nchance {first['fg_chance']:.3f} / {first['bg_chance']:.3f}, ceiling (real dev clips) "
-                 f"{first['fg_ceiling']:.3f} / {first['bg_ceiling']:.3f}; {first['steps']} steps per run")
+                 f"{first['fg_ceiling']:.3f} / {first['bg_ceiling']:.3f}; {steps_line(rows)}")
     return "\n".join(lines)
+
+
+def steps_line(rows: list[dict]) -> str:
+    """Training steps per run, per variant where variants differ (the _900-style variants set their own)."""
+    steps: dict[str, set] = {}
+    for row in rows:
+        steps.setdefault(row["variant"], set()).add(row["steps"])
+    if len(set().union(*steps.values())) == 1:
+        return f"{rows[0]['steps']} steps per run"
+    return "steps per run: " + ", ".join(f"{variant} {' / '.join(str(n) for n in sorted(counts))}"
+                                          for variant, counts in steps.items())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -161,13 +161,13 @@ def test_gpu_benchmark_smoke_runs_every_row_on_cpu_and_prints_json_rows(tmp_path
 
 def test_conditioning_benchmark_merges_saved_runs_and_compares_each_variant_with_the_reference(tmp_path):
     """--from-json: no training; the table gives the worst seed and variant - reference +- its standard error."""
-    def run(variant, seed, fg):
+    def run(variant, seed, fg, steps=10):
         return {"variant": variant, "seed": seed, "fg_accuracy": fg, "bg_accuracy": 0.9, "diversity": 0.3, "fad": 1.0,
                 "fad_over_floor": 2.0, "seconds": 1.0, "fg_per_kind": {"a": fg, "b": 1.0}, "fg_chance": 0.5,
-                "bg_chance": 0.5, "fg_ceiling": 1.0, "bg_ceiling": 1.0, "steps": 10}
+                "bg_chance": 0.5, "fg_ceiling": 1.0, "bg_ceiling": 1.0, "steps": steps}
     (tmp_path / "a.json").write_text(json.dumps([run("full", 1, 0.6), run("full", 2, 0.8)]))
-    (tmp_path / "b.json").write_text(json.dumps([run("hinge_only", 1, 0.7), run("hinge_only", 2, 0.9),
-                                                 run("hinge_only", 3, 0.8)]))
+    (tmp_path / "b.json").write_text(json.dumps([run("hinge_only", 1, 0.7, 20), run("hinge_only", 2, 0.9, 20),
+                                                 run("hinge_only", 3, 0.8, 20)]))
     done = subprocess.run([sys.executable, str(REPO / "benchmarks/conditioning.py"), "--from-json",
                            str(tmp_path / "a.json"), str(tmp_path / "b.json")],
                           capture_output=True, text=True, env=venv_env(), timeout=120)
@@ -177,6 +177,7 @@ def test_conditioning_benchmark_merges_saved_runs_and_compares_each_variant_with
     # (0.8 - 0.7) +- sqrt(0.01 / 3 + 0.02 / 2): the difference, its standard error, and their ratio; then seed by
     # seed over the two seeds both ran: 0.1 on each, no spread
     assert "| hinge_only | 3 / 2 | +0.100 +- 0.115 | 0.9 | +0.000 +- 0.000 | +0.000 +- 0.000 | +0.100 +- 0.000 (2) |" in lines
+    assert lines[-1].endswith("steps per run: full 10, hinge_only 20")  # variants that train their own step count
     again = subprocess.run([sys.executable, str(REPO / "benchmarks/conditioning.py"), "--from-json",
                             str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--reference", "hinge_only"],
                            capture_output=True, text=True, env=venv_env(), timeout=120)

@@ -3,12 +3,16 @@ without it, eval_<metric> in MLflow at the step, best.pt by train.select_by, kep
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import with_overrides
 from scenesynth.data.dev_set import build_dev_set
+from scenesynth.evaluation import conditioning_score
+from scenesynth.evaluation.conditioning_score import generator_mels
+from scenesynth.evaluation.evaluate import Scorer
 from scenesynth.tracking import read_run_id
 from scenesynth.training.loop import train
 from scenesynth.training.periodic_eval import BEST_FILE, EVAL_FILE, EvalInputs, better
@@ -115,3 +119,29 @@ def test_eval_fad_false_reads_the_generator_s_log_mels_only(tmp_path, tiny_model
     params = with_overrides(params, train={"select_by": {"metric": "fad_mean", "mode": "min"}})
     with pytest.raises(ValueError, match="train.eval_fad is false"):
         run(params, tiny_data, tmp_path / "again", eval_inputs)
+
+
+@pytest.mark.parametrize("eval_fad", [False, True])
+def test_training_s_evaluation_reads_other_noise_vectors_than_the_evaluate_stage(tmp_path, tiny_model, tiny_data,
+                                                                                eval_inputs, monkeypatch, eval_fad):
+    """A step kept as the best (train.export: best) is then scored on noise it was not chosen on."""
+    streams = []
+
+    def recording(*args, **kwargs):
+        streams.append(kwargs.get("stream", args[5] if len(args) > 5 else conditioning_score.NOISE_STREAM))
+        return generator_mels(*args, **kwargs)
+
+    monkeypatch.setattr(conditioning_score, "generator_mels", recording)
+    params = with_overrides(tiny_model["params"], train={"eval_every": 4, "eval_fad": eval_fad,
+                                                         "select_by": {"metric": "cond_fg_accuracy", "mode": "max"}})
+    run(params, tiny_data, tmp_path, eval_inputs)
+    assert streams == [conditioning_score.SELECTION_NOISE_STREAM]  # the one evaluation, at step 4
+    streams.clear()
+    scorer = Scorer(params, eval_inputs.manifest, eval_inputs.pretrained, eval_inputs.train_manifest,
+                    eval_inputs.cache, audio_reading=False)  # the evaluate stage's
+    scorer.mel_reading(tmp_path / "model.pt")
+    assert streams == [conditioning_score.NOISE_STREAM]
+    captions = list(scorer.dev["caption"])[:2]
+    final, chosen = (generator_mels(tmp_path / "model.pt", captions, 2, params["seed"], eval_inputs.pretrained, stream)
+                     for stream in (conditioning_score.NOISE_STREAM, conditioning_score.SELECTION_NOISE_STREAM))
+    assert not np.allclose(final, chosen)

@@ -64,6 +64,9 @@ def mlflow_metrics(cond: dict) -> dict[str, float]:
 
 MAX_CLASSIFIER_CLIPS = 600  # per task; the demo has 480 training clips
 NOISE_STREAM = 7_919  # the score's noise is its own, apart from generate's candidates
+# Training's periodic evaluation reads other noise vectors than the final score: a step chosen as the best
+# (train.export: best) is then scored on noise it was not chosen on (the dev prompts are still the same)
+SELECTION_NOISE_STREAM = 7_927
 
 
 def load_at(path: str | Path, rate: int) -> np.ndarray:
@@ -100,11 +103,11 @@ def resynthesised(mels: list[np.ndarray], front_end: MelFrontEnd, iters: int) ->
 
 @torch.no_grad()
 def generator_mels(model_path: str | Path, captions: list[str], n_z: int, seed: int,
-                   pretrained: str | Path) -> np.ndarray:
+                   pretrained: str | Path, stream: int = NOISE_STREAM) -> np.ndarray:
     """[P, Z, n_mels, n_frames]: the model's log-mels for each caption and ``n_z`` noise vectors."""
     generator, _, saved = load_model(model_path, torch.device("cpu"))
     prompts = PromptEncoder(saved["text"], Path(pretrained) / "clap_text", "cpu")
-    noise = torch.Generator().manual_seed(seed * 1_000_003 + NOISE_STREAM)
+    noise = torch.Generator().manual_seed(seed * 1_000_003 + stream)
     z = torch.randn(len(captions), n_z, saved["model"]["z_dim"], generator=noise)
     rows = []
     for caption, z_caption in zip(captions, z):
@@ -139,14 +142,14 @@ def load_real_clips(params: dict, train: pd.DataFrame, dev: pd.DataFrame) -> Rea
 
 
 def mel_reading(params: dict, real: RealClips, dev: pd.DataFrame, model_path: str | Path,
-                pretrained: str | Path) -> dict:
+                pretrained: str | Path, stream: int = NOISE_STREAM) -> dict:
     """The headline reading of a model file: ``generated`` (with per-clip ``fg/bg_predicted``, prompt
-    by prompt, ``n_z`` each), ``ceiling`` and ``diversity``."""
+    by prompt, ``n_z`` each), ``ceiling`` and ``diversity``; ``stream`` picks the noise vectors."""
     n_z = params["evaluate"]["conditioning_z"]
     train_x, (train_fg, train_bg) = mel_features(real.train_mels), _labels(real.train)
     dev_fg, dev_bg = _labels(dev)
     ceiling_fg, ceiling_bg = _labels(real.dev)
-    generated = generator_mels(model_path, list(dev["caption"]), n_z, params["seed"], pretrained)
+    generated = generator_mels(model_path, list(dev["caption"]), n_z, params["seed"], pretrained, stream)
     generated = np.maximum(generated, np.log(params["audio"]["log_clamp"]))  # the floor every real log-mel has
     gen_x = mel_features(generated.reshape(-1, *generated.shape[2:]))
     out = reading(train_x, train_fg, train_bg, gen_x, np.repeat(dev_fg, n_z), np.repeat(dev_bg, n_z),
@@ -173,10 +176,10 @@ def labelled_clips(params: dict, train_manifest: str | Path | None, dev: pd.Data
 
 def conditioning_metrics(params: dict, real: RealClips, dev: pd.DataFrame, first_seed: dict[str, Path],
                          model_path: str | Path, pretrained: str | Path,
-                         audio: bool = True) -> tuple[dict, dict]:
+                         audio: bool = True, stream: int = NOISE_STREAM) -> tuple[dict, dict]:
     """(conditioning.json, each dev prompt's predicted labels) of a model file and its first seed's clips;
-    ``audio`` False leaves out the audio reading (the record says so)."""
-    mel = mel_reading(params, real, dev, model_path, pretrained)
+    ``audio`` False leaves out the audio reading (the record says so); ``stream``: the mel reading's noise."""
+    mel = mel_reading(params, real, dev, model_path, pretrained, stream)
     n_z = mel["generated"]["n_z"]
     per_z = {task: mel["generated"].pop(f"{task}_predicted") for task in ("fg", "bg")}
     spreads = mel["diversity"].pop("per_group_ratio")

@@ -25,7 +25,12 @@ from scenesynth.evaluation.clap_score import clap_score, not_computed
 from scenesynth.evaluation.bootstrap import fad_bootstrap
 from scenesynth.evaluation.clip_prep import ClipRecipe, prepare_clip
 from scenesynth.evaluation.conditioning import conditioning_line, per_kind_line
-from scenesynth.evaluation.conditioning_score import conditioning_metrics, labelled_clips, mlflow_metrics
+from scenesynth.evaluation.conditioning_score import (
+    NOISE_STREAM,
+    conditioning_metrics,
+    labelled_clips,
+    mlflow_metrics,
+)
 from scenesynth.evaluation.embedding_cache import EmbeddingCache
 from scenesynth.evaluation.embeddings import get_embedding
 from scenesynth.evaluation.fd_floor import floor_line, real_floor
@@ -103,13 +108,17 @@ class Scorer:
     on. `scenesynth evaluate` scores one folder with it; training's periodic evaluation
     (training/periodic_eval.py) scores a folder every `train.eval_every` steps with the same object,
     so the two cannot drift apart. ``audio_reading`` False leaves out the conditioning's Griffin-Lim
-    audio reading (its readers are refitted on resynthesised clips at every call)."""
+    audio reading (its readers are refitted on resynthesised clips at every call); ``noise_stream`` picks
+    the mel reading's noise vectors (training's evaluation reads its own: a step it keeps as the best is
+    then scored on vectors it was not chosen on)."""
 
     def __init__(self, params: dict, manifest: str | Path, pretrained: str | Path = paths.PRETRAINED,
                  train_manifest: str | Path | None = None, cache: str | Path = paths.EMBEDDING_CACHE,
-                 generated_cache: str | Path | None = None, audio_reading: bool = True):
+                 generated_cache: str | Path | None = None, audio_reading: bool = True,
+                 noise_stream: int = NOISE_STREAM):
         cfg = params["evaluate"]
         self.params, self.pretrained, self.audio_reading = params, Path(pretrained), audio_reading
+        self.noise_stream = noise_stream
         dev = read_dev_prompts(manifest)
         self.embedding = get_embedding(cfg["fad_embedding"], device=inference_device(params),
                                        checkpoint=(self.pretrained / "panns" / params["pretrained"]["panns"]["file"]
@@ -172,7 +181,7 @@ class Scorer:
                                (not_computed("evaluate.clap_score is false: no CLAP checkpoint is used (the demo "
                                              "fetches none)"), None))
         cond, predicted = (conditioning_metrics(params, self.real, self.dev, next(iter(sets.values())), model,
-                                                self.pretrained, audio=self.audio_reading)
+                                                self.pretrained, audio=self.audio_reading, stream=self.noise_stream)
                            if self.real is not None and model is not None else (None, None))
         if cond is not None:
             cond["generation_seed"] = next(iter(sets))
@@ -192,10 +201,11 @@ class Scorer:
 
     def mel_reading(self, model: str | Path) -> dict[str, float]:
         """The conditioning score's mel reading and diversity alone (no clips, no vocoder), under its
-        MLflow names; {} without labels."""
+        MLflow names; {} without labels (training's periodic evaluation with `train.eval_fad` false)."""
         if self.real is None:
             return {}
-        cond, _ = conditioning_metrics(self.params, self.real, self.dev, {}, model, self.pretrained, audio=False)
+        cond, _ = conditioning_metrics(self.params, self.real, self.dev, {}, model, self.pretrained, audio=False,
+                                       stream=self.noise_stream)
         return mlflow_metrics(cond)
 
 

@@ -155,11 +155,13 @@ class PeriodicEval:
     # ------------------------------------------------------------------ one evaluation
     def scorer(self):
         if self._scorer is None:
+            from scenesynth.evaluation.conditioning_score import SELECTION_NOISE_STREAM
             from scenesynth.evaluation.evaluate import Scorer
 
             self._scorer = Scorer(self.params, self.inputs.manifest, self.inputs.pretrained,
                                   self.inputs.train_manifest, self.inputs.cache,
-                                  generated_cache=self.folder / ".eval-embeddings", audio_reading=False)
+                                  generated_cache=self.folder / ".eval-embeddings", audio_reading=False,
+                                  noise_stream=SELECTION_NOISE_STREAM)
         return self._scorer
 
     def evaluate(self, step: int) -> dict[str, float]:
