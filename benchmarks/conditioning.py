@@ -193,8 +193,8 @@ def _one_run(job: tuple) -> dict:
     train = manifest[manifest["split"] == "train"]
     started = time.perf_counter()
     build_text_cache(params, list(train["caption"]), run / "text")
-    # the in-training evaluation only where the exported step depends on it (it does not change training)
-    # (its mel reading is the demo's select_by; the score below leaves out only the audio reading, as it does)
+    # the in-training evaluation only where the exported step depends on it (it does not change training); its
+    # mel reading (the demo's select_by) needs evaluate.conditioning, which with_variant turns off for the score
     evaluation = (EvalInputs(data["dev"], data["raw"], root / "no_pretrained", run / "eval-embeddings")
                   if params["train"]["export"] == "best" else None)
     trained_summary = loop.train({**params, "evaluate": {**params["evaluate"], "conditioning": True}}, data["mels"],
