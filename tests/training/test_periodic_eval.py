@@ -103,6 +103,9 @@ def test_settings_evaluation_cannot_honour_fail_before_training(tmp_path, tiny_m
     params = with_overrides(tiny_model["params"], train={"eval_every": 0, "export": "best"})
     with pytest.raises(ValueError, match="train.eval_every is 0"):
         run(params, tiny_data, tmp_path, eval_inputs)
+    params = with_overrides(tiny_model["params"], train={"eval_every": 2, "export": "best"})
+    with pytest.raises(ValueError, match="given no dev set to evaluate on"):  # else model.pt would be the last step
+        run(params, tiny_data, tmp_path, None)
     params = with_overrides(tiny_model["params"], train={"eval_every": 2})
     missing = EvalInputs(tmp_path / "nowhere" / "manifest.parquet", None, tmp_path, tmp_path)
     with pytest.raises(FileNotFoundError, match="run the dev_set stage first"):

@@ -89,6 +89,9 @@ def check_settings(params: dict, inputs: EvalInputs | None) -> None:
     train, cfg = params["train"], params["evaluate"]
     if train["export"] == "best" and not train["eval_every"]:
         raise ValueError("train.export is 'best' but train.eval_every is 0: nothing is evaluated, so there is no best")
+    if train["export"] == "best" and inputs is None:
+        raise ValueError("train.export is 'best' but this run is given no dev set to evaluate on, so there is no "
+                         "best: pass the evaluation inputs (scenesynth train --dev-manifest ...) or export 'last'")
     if not train["eval_every"] or inputs is None:
         return
     metric = train["select_by"]["metric"]
