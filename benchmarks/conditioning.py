@@ -41,8 +41,11 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                and _800 / _900 / _1000 / _1100 the same trained that many steps (to fit the DAG's 300 s);
                init_2x8_g64_mode_seeking_0.1_rows_4 with G's channels halved (model.g_channels 64): every G block
                then has the demo's width at its resolution, so the wider start no longer doubles G's cost
-  export_best  model.pt holds the in-training evaluation's best step (train.export: best; select_by is the demo's
-               foreground reading) instead of the last: the same training, so it compares with `full` seed by seed
+  export_best  model.pt holds the in-training evaluation's best step (train.export: best), chosen on the dev prompts'
+               foreground reading, instead of the last: the same training, so it compares with `full` seed by seed;
+               export_best_train chosen on 120 training captions instead (train.select_by.prompts: train: not on
+               the prompts it is scored on), export_best_train_mean on their foreground and background accuracy
+               together (cond_mean_accuracy); export_last the last step's weights (model.pt as trained)
   steps_1500   the demo trained 1 500 steps instead of 1 200 (its accuracy still rises at the end)
   r1_10 / r1_100  R1 on D's slope at real clips, gamma 10 / 100, every 4th D update (loss.r1, r1_every)
   without_options, hinge_only_without_options   full and hinge_only with the demo's issue-19 choices undone
@@ -83,6 +86,13 @@ WITHOUT_OPTIONS = {"text": {"encoder": "hash"}, "model": {"g_noise_maps": "none"
 # G's first map 2 x 8 (one block fewer each side), so D's attention fits its two upper levels
 INIT_2X8 = {"init_shape": [2, 8], "d_attention": ["double", "triple"]}
 SEEKING_ON_4_ROWS = {"mode_seeking": 0.1, "mode_seeking_rows": 4}
+
+
+def exported_best(metric: str, prompts: str) -> dict:
+    """model.pt := the step with the best in-training `metric` read on `prompts` (dev, or 120 training captions)."""
+    return {"export": "best", "select_by": {"metric": metric, "mode": "max", "prompts": prompts, "n_prompts": 120}}
+
+
 VARIANTS = {
     "full": {},
     "hinge_only": {"loss": {name: 0.0 for name in CONTRASTIVE}},
@@ -129,7 +139,10 @@ VARIANTS = {
        for steps in (800, 900, 1000, 1100)},
     "init_2x8_g64_mode_seeking_0.1_rows_4": {"model": {**INIT_2X8, "g_channels": 64}, "loss": SEEKING_ON_4_ROWS},
     "steps_1500": {"train": {"steps": 1500}},
-    "export_best": {"train": {"export": "best"}},
+    "export_last": {"train": {"export": "last"}},
+    "export_best": {"train": exported_best("cond_fg_accuracy", "dev")},
+    "export_best_train": {"train": exported_best("cond_fg_accuracy", "train")},
+    "export_best_train_mean": {"train": exported_best("cond_mean_accuracy", "train")},
     "r1_10": {"loss": {"r1": 10.0}},
     "r1_100": {"loss": {"r1": 100.0}},
     "without_options": WITHOUT_OPTIONS,

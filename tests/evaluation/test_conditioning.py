@@ -113,3 +113,21 @@ def test_each_prompts_spread_over_noise_vectors_is_on_the_diversity_scale():
     result = diversity(features, [varied, np.repeat(varied[:1], 4, axis=0)], real_groups)
     assert result["per_group_ratio"][1] == 0.0 and result["per_group_ratio"][0] > 0.5
     assert np.mean(result["per_group_ratio"]) == pytest.approx(result["ratio"])
+
+
+def test_a_reader_is_fitted_once_per_clips_and_labels(monkeypatch):
+    """Training's evaluation reads the same real clips every time: the fit is reused, a change refits."""
+    from scenesynth.evaluation import conditioning
+
+    fits = []
+    real_fit = conditioning._fit
+    monkeypatch.setattr(conditioning, "_FITTED", {})
+    monkeypatch.setattr(conditioning, "_fit", lambda features, labels: fits.append(1) or real_fit(features, labels))
+    mels, fg, bg = scenes(60, seed=0)
+    features = mel_features(mels)
+    first = reading(features, fg, bg, features[:6], fg[:6], bg[:6])
+    again = reading(features.copy(), fg, bg, features[6:12], fg[6:12], bg[6:12])
+    assert len(fits) == 2 and first["generated"]["fg_classes"] == again["generated"]["fg_classes"]  # fg and bg once
+    reading(features, fg[::-1], bg, features[:6], fg[:6], bg[:6])  # other labels: the foreground reader again
+    reading(features + 1.0, fg, bg, features[:6], fg[:6], bg[:6])  # other clips: both again
+    assert len(fits) == 5

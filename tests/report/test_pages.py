@@ -179,6 +179,10 @@ def test_metrics_page_draws_the_curves_of_training_and_the_fad_interval():
     assert "fad_mean (min): 200 (20)" in best and "last evaluated step 300 (25)" in best
     assert "9.560 to 15.440" in re.search(r'id="fad-interval">([^<]+)<', page).group(1)
     assert "No evaluation during training" in metrics_page(fad_record(), {"skipped": "no labels"}, {})
+    assert "training captions" not in best
+    on_train = {**train, "select_by": {"metric": "cond_fg_accuracy", "mode": "max", "prompts": "train", "n_prompts": 120}}
+    best = re.search(r'id="best">([^<]+)<', metrics_page(fad_record(), {"skipped": "no labels"}, {}, train=on_train))
+    assert "read 120 training captions, not the dev prompts" in best.group(1)
 def test_metrics_page_gives_each_kind_s_accuracy_in_both_readings_and_the_fad_floor():
     fad = fad_record(real_floor={"fd_mean": 100.0, "fd_std": 5.0, "n_clips": 60, "draws": 8}, fad_over_floor=3.5)
     reading = {"fg_accuracy": 0.5, "fg_chance": 0.5, "bg_accuracy": 1.0, "bg_chance": 0.5,

@@ -10,12 +10,15 @@ from mlflow.tracking import MlflowClient
 
 from conftest import with_overrides
 from scenesynth.data.dev_set import build_dev_set
+from scenesynth.data.manifest import read_manifest
 from scenesynth.evaluation import conditioning_score
 from scenesynth.evaluation.conditioning_score import generator_mels
 from scenesynth.evaluation.evaluate import Scorer
 from scenesynth.tracking import read_run_id
 from scenesynth.training.loop import train
 from scenesynth.training.periodic_eval import BEST_FILE, EVAL_FILE, EvalInputs, better
+
+SELECT_FG = {"metric": "cond_fg_accuracy", "mode": "max", "prompts": "dev", "n_prompts": 120}
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +117,12 @@ def test_settings_evaluation_cannot_honour_fail_before_training(tmp_path, tiny_m
 
 def test_eval_fad_false_reads_the_generator_s_log_mels_only(tmp_path, tiny_model, tiny_data, eval_inputs):
     params = with_overrides(tiny_model["params"], train={"eval_every": 4, "eval_fad": False,
-                                                         "select_by": {"metric": "cond_fg_accuracy", "mode": "max"}})
+                                                         "select_by": SELECT_FG})
     summary = run(params, tiny_data, tmp_path, eval_inputs)
     (entry,) = summary["eval_history"]
     assert entry["step"] == 4 and "cond_fg_accuracy" in entry and "cond_diversity" in entry
     assert "fad_mean" not in entry and summary["best_step"] == 4
-    params = with_overrides(params, train={"select_by": {"metric": "fad_mean", "mode": "min"}})
+    params = with_overrides(params, train={"select_by": {**SELECT_FG, "metric": "fad_mean", "mode": "min"}})
     with pytest.raises(ValueError, match="train.eval_fad is false"):
         run(params, tiny_data, tmp_path / "again", eval_inputs)
 
@@ -136,7 +139,7 @@ def test_training_s_evaluation_reads_other_noise_vectors_than_the_evaluate_stage
 
     monkeypatch.setattr(conditioning_score, "generator_mels", recording)
     params = with_overrides(tiny_model["params"], train={"eval_every": 4, "eval_fad": eval_fad,
-                                                         "select_by": {"metric": "cond_fg_accuracy", "mode": "max"}})
+                                                         "select_by": SELECT_FG})
     run(params, tiny_data, tmp_path, eval_inputs)
     assert streams == [conditioning_score.SELECTION_NOISE_STREAM]  # the one evaluation, at step 4
     streams.clear()
@@ -148,3 +151,25 @@ def test_training_s_evaluation_reads_other_noise_vectors_than_the_evaluate_stage
     final, chosen = (generator_mels(tmp_path / "model.pt", captions, 2, params["seed"], eval_inputs.pretrained, stream)
                      for stream in (conditioning_score.NOISE_STREAM, conditioning_score.SELECTION_NOISE_STREAM))
     assert not np.allclose(final, chosen)
+
+
+def test_select_by_training_prompts_never_reads_a_dev_prompt(tmp_path, tiny_model, tiny_data, eval_inputs, monkeypatch):
+    """select_by.prompts train: the step is chosen on training captions, then scored on the dev prompts."""
+    read = []
+
+    def recording(model_path, captions, *args, **kwargs):
+        read.append(list(captions))
+        return generator_mels(model_path, captions, *args, **kwargs)
+
+    monkeypatch.setattr(conditioning_score, "generator_mels", recording)
+    params = with_overrides(tiny_model["params"], train={"eval_every": 2, "eval_fad": False, "export": "best",
+                                                         "select_by": {**SELECT_FG, "prompts": "train", "n_prompts": 6}})
+    summary = run(params, tiny_data, tmp_path, eval_inputs)
+    dev = set(Scorer(params, eval_inputs.manifest, eval_inputs.pretrained, eval_inputs.train_manifest,
+                     eval_inputs.cache, audio_reading=False).dev["caption"])
+    training = set(read_manifest(eval_inputs.train_manifest).query("split == 'train'")["caption"])
+    assert len(read) == 2 and read[0] == read[1]  # steps 2 and 4, the same captions
+    assert set(read[0]) <= training and not set(read[0]) & dev
+    assert summary["best_step"] in (2, 4)
+    with pytest.raises(ValueError, match="train.select_by.prompts is 'train' but train.eval_fad is true"):
+        run(with_overrides(params, train={"eval_fad": True}), tiny_data, tmp_path / "again", eval_inputs)

@@ -199,13 +199,14 @@ class Scorer:
             flat.update(mlflow_metrics(cond))
         return {"fad": fad, "clap": clap, "conditioning": conditioning, "per_prompt": table, "flat": flat}
 
-    def mel_reading(self, model: str | Path) -> dict[str, float]:
+    def mel_reading(self, model: str | Path, prompts: pd.DataFrame | None = None) -> dict[str, float]:
         """The conditioning score's mel reading and diversity alone (no clips, no vocoder), under its
-        MLflow names; {} without labels (training's periodic evaluation with `train.eval_fad` false)."""
+        MLflow names, of the dev prompts or of ``prompts`` (captions with labels); {} without labels
+        (training's periodic evaluation with `train.eval_fad` false)."""
         if self.real is None:
             return {}
-        cond, _ = conditioning_metrics(self.params, self.real, self.dev, {}, model, self.pretrained, audio=False,
-                                       stream=self.noise_stream)
+        cond, _ = conditioning_metrics(self.params, self.real, self.dev if prompts is None else prompts, {}, model,
+                                       self.pretrained, audio=False, stream=self.noise_stream)
         return mlflow_metrics(cond)
 
 

@@ -21,6 +21,7 @@ CURVES = {
     "clap_score_mean": ("CLAP score (higher is better)", "max"),
     "cond_fg_accuracy": ("conditioning: foreground accuracy (mel reading)", "max"),
     "cond_bg_accuracy": ("conditioning: background accuracy (mel reading)", "max"),
+    "cond_mean_accuracy": ("conditioning: mean of the foreground and background accuracy", "max"),
     "cond_diversity": ("diversity (x real; near 0 = mode collapse)", "max"),
 }
 
@@ -50,6 +51,14 @@ def curves_png(history: list[dict], best_step: int | None) -> bytes:
     return buffer.getvalue()
 
 
+def read_on(select: dict) -> str:
+    """Which prompts the curves' conditioning numbers read (train.select_by.prompts)."""
+    if select.get("prompts") != "train":
+        return ""
+    return (f" The conditioning numbers read {int(select.get('n_prompts', 0))} training captions, not the dev "
+            "prompts (train.select_by.prompts: train): the step kept is then scored on prompts it was not chosen on.")
+
+
 def curves_section(train: dict | None) -> list[str]:
     """The page's "During training" section from metrics/train.json, or a line saying why there is none."""
     body = ["<h2>During training (train.eval_every)</h2>"]
@@ -67,5 +76,5 @@ def curves_section(train: dict | None) -> list[str]:
                 f'{html.escape(str(best))} ({train.get("best_value", float("nan")):.4g}), dashed; last evaluated step '
                 f'{last["step"]} ({last.get(metric, float("nan")):.4g}). model.pt holds the '
                 f'{html.escape(str(train.get("exported")))} weights. Every {train.get("eval_every")} steps, first '
-                f"generation seed; the same numbers are the MLflow metrics eval_&lt;name&gt;.</p>")
+                f"generation seed; the same numbers are the MLflow metrics eval_&lt;name&gt;.{read_on(select)}</p>")
     return body

@@ -9,6 +9,9 @@ conditioning score's mel reading and diversity (its Griffin-Lim audio reading is
 readers are refitted on resynthesised clips every time, and the mel reading is the headline).
 There is no second implementation of either stage here. `train.eval_fad: false` (the demo's)
 makes no clips: only the generator's log-mels are read (the mel reading), which needs no vocoder.
+With `train.select_by.prompts: train` that reading reads training captions instead of the dev
+prompts, so a step kept as the best (`train.export: best`) is scored by the evaluate stage on
+prompts it was not chosen on; the noise vectors differ too (SELECTION_NOISE_STREAM).
 
 What each evaluation leaves:
 - MLflow metrics ``eval_<name>`` at the training step (``<name>`` = the evaluate stage's MLflow
@@ -95,6 +98,9 @@ def check_settings(params: dict, inputs: EvalInputs | None) -> None:
     if not train["eval_every"] or inputs is None:
         return
     metric = train["select_by"]["metric"]
+    if train["select_by"]["prompts"] == "train" and train["eval_fad"]:
+        raise ValueError("train.select_by.prompts is 'train' but train.eval_fad is true: FAD and the CLAP score read "
+                         "the dev set's clips; training captions are read by the mel reading alone (eval_fad false)")
     if not metric.startswith("cond_") and not train["eval_fad"]:
         raise ValueError(f"train.select_by.metric is {metric} but train.eval_fad is false (the mel reading only)")
     if metric.startswith("cond_") and not cfg["conditioning"]:
@@ -126,6 +132,7 @@ class PeriodicEval:
         self.best: dict | None = None
         self.seconds = 0.0
         self._scorer = None
+        self._prompts = None
 
     # ------------------------------------------------------------------ state across resumes
     def restore(self, step: int, resumed: bool) -> None:
@@ -167,6 +174,19 @@ class PeriodicEval:
                                   noise_stream=SELECTION_NOISE_STREAM)
         return self._scorer
 
+    def prompts(self):
+        """What the mel reading reads: None (the dev prompts) or, with ``select_by.prompts: train``, training
+        captions drawn once (conditioning_score.selection_prompts), so that the step kept as the best is
+        then scored by the evaluate stage on prompts it was not chosen on."""
+        scorer = self.scorer()
+        if self.select_by["prompts"] == "train" and self._prompts is None and scorer.real is not None:
+            from scenesynth.evaluation.conditioning_score import selection_prompts
+
+            self._prompts = selection_prompts(scorer.real, scorer.dev, self.select_by["n_prompts"],
+                                              self.params["seed"])
+            log.info("periodic evaluation reads %d training captions (train.select_by.prompts)", len(self._prompts))
+        return self._prompts
+
     def evaluate(self, step: int) -> dict[str, float]:
         """Export the current weights, generate the dev set's clips, score them: {MLflow name: value}."""
         from scenesynth.evaluation.generated import generated_sets
@@ -180,7 +200,7 @@ class PeriodicEval:
             self.export(model)
             scorer = self.scorer()
             if not self.params["train"]["eval_fad"]:  # the generator's log-mels only: no clips, no vocoder
-                flat = scorer.mel_reading(model)
+                flat = scorer.mel_reading(model, self.prompts())
             else:
                 generate_dev_set(params, model, self.inputs.manifest, Path(tmp) / "clips", self.inputs.pretrained)
                 sets, _ = generated_sets(Path(tmp) / "clips", scorer.keys)

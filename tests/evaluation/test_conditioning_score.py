@@ -1,0 +1,55 @@
+"""Which prompts training's evaluation chooses its best step on (conditioning_score.selection_prompts)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scenesynth.evaluation import conditioning_score
+from scenesynth.evaluation.conditioning_score import RealClips, mlflow_metrics, selection_prompts
+
+
+def clips(rows: list[tuple[str, str]]) -> RealClips:
+    train = pd.DataFrame({"key": [f"train-{i:03d}" for i in range(len(rows))],
+                          "caption": [f"{fg} over {bg} ({i})" for i, (fg, bg) in enumerate(rows)],
+                          "foreground": [fg for fg, _ in rows], "background": [bg for _, bg in rows]})
+    return RealClips(train, [], train.iloc[:0], [], [])
+
+
+DEV = pd.DataFrame({"key": ["dev-0", "dev-1"], "caption": ["a clock over water", "a siren over crowd"],
+                    "foreground": ["clock", "siren"], "background": ["water", "crowd"]})
+
+
+def test_training_captions_with_the_dev_labels_the_same_number_per_foreground_kind():
+    real = clips([("clock", "water")] * 10 + [("siren", "crowd")] * 10 + [("clock", "none")] * 10
+                 + [("engine", "water")] * 10)
+    drawn = selection_prompts(real, DEV, 8, seed=0)
+    assert drawn["foreground"].value_counts().to_dict() == {"clock": 4, "siren": 4}  # engine: not a dev kind
+    assert set(drawn["background"]) == {"water", "crowd"}  # 'none' is never a dev background
+    assert drawn["key"].is_unique and set(drawn["key"]) <= set(real.train["key"])
+    again = selection_prompts(real, DEV, 8, seed=0)
+    assert again.equals(drawn) and not selection_prompts(real, DEV, 8, seed=1)["key"].equals(drawn["key"])
+
+
+def test_a_kind_with_fewer_clips_gives_what_it_has_and_no_match_is_an_error():
+    real = clips([("clock", "water")] * 2 + [("siren", "crowd")] * 10)
+    assert selection_prompts(real, DEV, 8, seed=0)["foreground"].value_counts().to_dict() == {"clock": 2, "siren": 4}
+    with pytest.raises(ValueError, match="no training clip has the dev set's labels"):
+        selection_prompts(clips([("engine", "none")] * 3), DEV, 8, seed=0)
+
+
+def test_the_mean_accuracy_reads_foreground_and_background_together():
+    cond = {"generated": {"fg_accuracy": 0.9, "bg_accuracy": 0.5, "fg_per_kind": {"clock": 0.9}}}
+    flat = mlflow_metrics(cond)
+    assert flat["cond_mean_accuracy"] == pytest.approx(0.7) and flat["cond_fg_kind_clock"] == 0.9
+    assert "cond_mean_accuracy" not in mlflow_metrics({"generated": {"fg_accuracy": 0.9}})
+
+
+def test_the_generator_reads_many_prompts_per_pass_as_it_reads_each_alone(tiny_model, monkeypatch):
+    """Batching prompts changes no prompt's log-mels (up to float rounding): no row meets another's caption or z."""
+    captions = ["a clock ticking over water", "a siren wailing", "birds chirping with crowd in the background"]
+    batched = conditioning_score.generator_mels(tiny_model["model"], captions, 3, 0, tiny_model["run"] / "none")
+    monkeypatch.setattr(conditioning_score, "GENERATOR_BATCH", 1)  # one prompt per pass
+    alone = conditioning_score.generator_mels(tiny_model["model"], captions, 3, 0, tiny_model["run"] / "none")
+    assert batched.shape == alone.shape == (3, 3, *batched.shape[2:])
+    np.testing.assert_allclose(batched, alone, atol=1e-4)
+    assert not np.allclose(batched[0], batched[1], atol=1e-4)  # the prompts differ, so a mix-up would show
