@@ -7,7 +7,9 @@ applied to the generator's log-mels, `evaluate.conditioning_z` noise vectors per
 its diversity ratio, and the stand-in FAD of the generate stage's clips (logmel_stats, one
 candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
 
-  full         the paper's objective: hinge + SC + F2R + G2S + L2W, TF-SCA attention
+  full         the paper's objective: hinge + SC + F2R + G2S + L2W, TF-SCA attention (the demo: since issue 19's
+               morning session of 2026-12-06 model.pt is its best step on training captions; rows measured
+               before it exported the last step, which export_last repeats)
   hinge_only   hinge loss alone (every contrastive weight 0)
   no_sc, no_f2r, no_g2s, no_l2w   one contrastive loss left out
   no_attention no attention stage in G or D (the contrastive losses kept)
