@@ -36,7 +36,8 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
   lr_g_2e-4    G's rate at half D's (train.lr_g; the demo has both at 4e-4)
   init_2x8     G's first map 2 x 8 instead of 1 x 4 (model.init_shape: z sets 8 time slots, one block fewer
                in G and D, D's attention at its two upper levels)
-  mode_seeking_0.1_rows_4  mode_seeking_0.1 on 4 rows of the batch instead of 8 (loss.mode_seeking_rows)
+  mode_seeking_0.1_rows_4  mode_seeking_0.1 on 4 rows of the batch instead of 8 (loss.mode_seeking_rows);
+               mode_seeking_0.2_rows_4 at weight 0.2
   init_2x8_1000  init_2x8 trained 1 000 steps (its step costs more: the same training time as full's 1 200;
                without --steps, which overrides it); init_2x8_g2att without G's attention at 16 x 64;
                init_4x16 the first map 4 x 16 (two blocks each side); init_2x8_mode_seeking_0.1_rows_4 both,
@@ -133,6 +134,7 @@ VARIANTS = {
     "lr_g_2e-4": {"train": {"lr_g": 2.0e-4}},
     "init_2x8": {"model": INIT_2X8},
     "mode_seeking_0.1_rows_4": {"loss": SEEKING_ON_4_ROWS},
+    "mode_seeking_0.2_rows_4": {"loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2}},
     "init_2x8_1000": {"model": INIT_2X8, "train": {"steps": 1000}},
     "init_2x8_g2att": {"model": {**INIT_2X8, "g_attention": ["triple", "double"]}},
     "init_4x16": {"model": {"init_shape": [4, 16], "g_attention": ["triple", "double"], "d_attention": ["triple"]}},
