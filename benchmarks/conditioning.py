@@ -48,7 +48,8 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                foreground reading, instead of the last: the same training, so it compares with `full` seed by seed;
                export_best_train chosen on 120 training captions instead (train.select_by.prompts: train: not on
                the prompts it is scored on), export_best_train_mean on their foreground and background accuracy
-               together (cond_mean_accuracy); export_last the last step's weights (model.pt as trained)
+               together (cond_mean_accuracy), export_best_train_worst on its worst foreground kind
+               (cond_fg_worst_kind_accuracy); export_last the last step's weights (model.pt as trained)
   steps_1500   the demo trained 1 500 steps instead of 1 200 (its accuracy still rises at the end)
   r1_10 / r1_100  R1 on D's slope at real clips, gamma 10 / 100, every 4th D update (loss.r1, r1_every)
   without_options, hinge_only_without_options   full and hinge_only with the demo's issue-19 choices undone
@@ -147,6 +148,7 @@ VARIANTS = {
     "export_best": {"train": exported_best("cond_fg_accuracy", "dev")},
     "export_best_train": {"train": exported_best("cond_fg_accuracy", "train")},
     "export_best_train_mean": {"train": exported_best("cond_mean_accuracy", "train")},
+    "export_best_train_worst": {"train": exported_best("cond_fg_worst_kind_accuracy", "train")},
     "r1_10": {"loss": {"r1": 10.0}},
     "r1_100": {"loss": {"r1": 100.0}},
     "without_options": WITHOUT_OPTIONS,

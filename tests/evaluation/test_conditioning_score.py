@@ -44,6 +44,13 @@ def test_the_mean_accuracy_reads_foreground_and_background_together():
     assert "cond_mean_accuracy" not in mlflow_metrics({"generated": {"fg_accuracy": 0.9}})
 
 
+def test_the_worst_kind_accuracy_is_the_lowest_foreground_kind():
+    flat = mlflow_metrics({"generated": {"fg_per_kind": {"clock": 0.9, "knocking": 0.2, "siren": 0.6},
+                                         "bg_per_kind": {"rain": 0.1}}})
+    assert flat["cond_fg_worst_kind_accuracy"] == pytest.approx(0.2)
+    assert "cond_fg_worst_kind_accuracy" not in mlflow_metrics({"generated": {"fg_accuracy": 0.9}})
+
+
 def test_the_generator_reads_many_prompts_per_pass_as_it_reads_each_alone(tiny_model, monkeypatch):
     """Batching prompts changes no prompt's log-mels (up to float rounding): no row meets another's caption or z."""
     captions = ["a clock ticking over water", "a siren wailing", "birds chirping with crowd in the background"]

@@ -52,13 +52,16 @@ KIND_METRICS = {"cond_{task}_kind_{kind}": "generated.{task}_per_kind",
 def mlflow_metrics(cond: dict) -> dict[str, float]:
     """conditioning.json's numbers under their MLflow names: the fixed table, the mean of the mel reading's
     foreground and background accuracy (``cond_mean_accuracy``: a step chosen on the foreground alone can
-    lose its background), and one metric per kind and reading (``cond_fg_kind_clock``,
+    lose its background), the mel reading's worst foreground kind (``cond_fg_worst_kind_accuracy``: a
+    mean can hide a kind a run has lost), and one metric per kind and reading (``cond_fg_kind_clock``,
     ``cond_audio_fg_kind_clock``); absent parts are left out."""
     from scenesynth.evaluation.headline import pick
 
     flat = {name: value for name, dotted in CONDITIONING_METRICS.items() if (value := pick(cond, dotted)) is not None}
     if "cond_fg_accuracy" in flat and "cond_bg_accuracy" in flat:  # both readings in one number (train.select_by)
         flat["cond_mean_accuracy"] = (flat["cond_fg_accuracy"] + flat["cond_bg_accuracy"]) / 2
+    if per_kind := pick(cond, "generated.fg_per_kind"):
+        flat["cond_fg_worst_kind_accuracy"] = min(per_kind.values())
     for name, dotted in KIND_METRICS.items():
         for task in ("fg", "bg"):
             for kind, value in (pick(cond, dotted.format(task=task)) or {}).items():

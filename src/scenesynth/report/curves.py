@@ -22,6 +22,7 @@ CURVES = {
     "cond_fg_accuracy": ("conditioning: foreground accuracy (mel reading)", "max"),
     "cond_bg_accuracy": ("conditioning: background accuracy (mel reading)", "max"),
     "cond_mean_accuracy": ("conditioning: mean of the foreground and background accuracy", "max"),
+    "cond_fg_worst_kind_accuracy": ("conditioning: the worst foreground kind's accuracy", "max"),
     "cond_diversity": ("diversity (x real; near 0 = mode collapse)", "max"),
 }
 
