@@ -51,6 +51,8 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                together (cond_mean_accuracy), export_best_train_worst on its worst foreground kind
                (cond_fg_worst_kind_accuracy); export_last the last step's weights (model.pt as trained)
   steps_1500   the demo trained 1 500 steps instead of 1 200 (its accuracy still rises at the end)
+  batch_32_600 batches of 32 for 600 steps (the same clips seen), evaluated every 50: less gradient noise per step;
+               batch_32_900 900 steps, evaluated every 75 (a step of 32 costs ~1.3x one of 16: about full's time)
   r1_10 / r1_100  R1 on D's slope at real clips, gamma 10 / 100, every 4th D update (loss.r1, r1_every)
   without_options, hinge_only_without_options   full and hinge_only with the demo's issue-19 choices undone
                (text.encoder hash, g_noise_maps none): the paper's claim on the generator it describes
@@ -144,6 +146,8 @@ VARIANTS = {
        for steps in (800, 900, 1000, 1100)},
     "init_2x8_g64_mode_seeking_0.1_rows_4": {"model": {**INIT_2X8, "g_channels": 64}, "loss": SEEKING_ON_4_ROWS},
     "steps_1500": {"train": {"steps": 1500}},
+    "batch_32_600": {"train": {"batch_size": 32, "steps": 600, "eval_every": 50}},
+    "batch_32_900": {"train": {"batch_size": 32, "steps": 900, "eval_every": 75}},
     "export_last": {"train": {"export": "last"}},
     "export_best": {"train": exported_best("cond_fg_accuracy", "dev")},
     "export_best_train": {"train": exported_best("cond_fg_accuracy", "train")},
