@@ -114,3 +114,11 @@ def test_r1_is_the_mean_squared_input_gradient_and_reaches_the_weights():
     penalty.backward()
     # d/dw of mean_i sum_j 4 w_j^2 x_ij^2 = mean_i 8 w_j x_ij^2
     assert torch.allclose(w.grad, (8 * w.detach() * x.detach().pow(2)).mean(dim=0))
+
+
+def test_the_mismatch_term_scores_real_clips_with_wrong_text_as_fake():
+    from scenesynth.losses.adversarial import mismatched_text_loss
+
+    # a logit of -1 or below (D calls the pair fake) costs nothing; +1 (D calls it real) costs 2
+    assert float(mismatched_text_loss(torch.tensor([-3.0, -1.0]))) == 0.0
+    assert float(mismatched_text_loss(torch.tensor([1.0, 1.0]))) == 2.0

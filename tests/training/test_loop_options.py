@@ -23,3 +23,17 @@ def test_two_steps_with_every_diversity_option_on_train_log_and_export_them(tmp_
     assert summary["last_losses"]["lr_scale"] == 0.5  # the last of 2 steps, the only one decaying: halved
     assert "g/mode_seeking" not in tiny_model["summary"]["last_losses"]  # off by default: not computed
     assert "d/r1" not in tiny_model["summary"]["last_losses"]
+
+
+def test_the_mismatch_term_enters_d_update_and_is_off_by_default(tmp_path, tiny_model, tiny_data):
+    """loss.mismatch (GAN-INT-CLS's matching-aware term): its weight changes D's first update, so G's loss read
+    through the updated D differs between two weights (both make the same extra D forward, whose spectral-norm
+    power iteration alone would change D)."""
+    losses = {}
+    for weight in (1.0, 2.0):
+        params = with_overrides(tiny_model["params"], loss={"mismatch": weight}, train={"steps": 1})
+        losses[weight] = train(params, tiny_data["mels"], tiny_data["text"], tmp_path / str(weight),
+                               tmp_path / f"{weight}.json", max_steps=1)["last_losses"]
+    assert losses[1.0]["d/mismatch"] > 0 and "d/mismatch" not in tiny_model["summary"]["last_losses"]
+    g_terms = [name for name in losses[1.0] if name.startswith("g/")]
+    assert g_terms and any(losses[1.0][name] != losses[2.0][name] for name in g_terms)

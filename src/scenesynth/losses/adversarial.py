@@ -25,6 +25,14 @@ def hinge_g_loss(fake_logit: Tensor) -> Tensor:
     return -torch.mean(fake_logit)
 
 
+def mismatched_text_loss(wrong_logit: Tensor) -> Tensor:
+    """GAN-INT-CLS's matching-aware term (Reed et al., ICML 2016) for D: a real clip read with another clip's
+    caption is scored as fake, mean(relu(1 + D(real, wrong text))). The hinge and the in-batch contrastive
+    losses alone pay D for realism and for telling a batch's rows apart; this pays it for checking that a
+    real sound fits its text, which a generator that serves one kind for several prompts then fails."""
+    return F.relu(1.0 + wrong_logit).mean()
+
+
 def r1_penalty(real_logit: Tensor, real_input: Tensor) -> Tensor:
     """R1 (Mescheder et al., ICML 2018): mean over the batch of |grad_x D(x)|^2 at the real clips.
 

@@ -28,7 +28,7 @@ import torch
 from scenesynth import paths
 from scenesynth.config import fingerprint
 from scenesynth.features.shards import read_index
-from scenesynth.losses.adversarial import r1_penalty
+from scenesynth.losses.adversarial import mismatched_text_loss, r1_penalty
 from scenesynth.losses.mode_seeking import mode_seeking_term
 from scenesynth.training.augment import random_time_shift
 from scenesynth.losses.objectives import discriminator_objective, generator_objective
@@ -158,6 +158,13 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
             penalty = r1_penalty(real_out.logit.float(), real_in)
             loss_d = loss_d + 0.5 * loss_cfg["r1"] * loss_cfg["r1_every"] * penalty
             logs_d["d/r1"] = float(penalty.detach())
+        if loss_cfg["mismatch"] > 0:  # issue 19: real clips with the next row's caption are fakes for D
+            wrong_text = cache.batch(list(captions[1:]) + list(captions[:1])).to(device)
+            with amp:
+                wrong_logit = D_sync(shift(mels), wrong_text).logit
+            mismatch = mismatched_text_loss(wrong_logit.float())
+            loss_d = loss_d + loss_cfg["mismatch"] * mismatch
+            logs_d["d/mismatch"] = float(mismatch.detach())
         if ctx.active:
             loss_d = _every_output_in_graph(_every_output_in_graph(loss_d, real_out), fake_out)
         _check_finite(logs_d, state.step, checkpoint)
@@ -241,8 +248,9 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
            metrics_path: str | Path, max_steps: int | None, eval_inputs: EvalInputs | None = None) -> dict:
     train_cfg, seed = params["train"], params["seed"]
     local_batch_size(train_cfg["batch_size"], ctx.world_size)
-    # mode_seeking: each rank would score its own rows alone; r1: DDP's reducer does not take a double backward
-    for term in ("mode_seeking", "r1"):
+    # mode_seeking: each rank would score its own rows alone; r1: DDP's reducer does not take a double backward;
+    # mismatch: a third D forward the reducer would have to wait for
+    for term in ("mode_seeking", "r1", "mismatch"):
         if params["loss"][term] > 0 and ctx.world_size > 1:
             raise ValueError(f"loss.{term} is not implemented for several training processes "
                              "(train.processes_per_node x train.nodes > 1): set it to 0 or train in one process")
