@@ -1,7 +1,7 @@
 """The issue-19 options in the training loop (off in the paper's objective): noise into every generator block,
 per-pixel noise maps, minibatch standard deviation in D, the frame-difference channel of D, MSGAN's
-mode-seeking term, R1 on D, DiffAugment's time shift, the end-of-training learning-rate decay. Two tiny steps with
-all of them on."""
+mode-seeking term, R1 on D, D's matching-aware term, DiffAugment's time shift, the end-of-training learning-rate
+decay. Two tiny steps with all of them on."""
 
 import torch
 
@@ -12,10 +12,11 @@ from scenesynth.training.loop import train
 def test_two_steps_with_every_diversity_option_on_train_log_and_export_them(tmp_path, tiny_model, tiny_data):
     params = with_overrides(tiny_model["params"], model={"g_noise_blocks": True, "g_noise_maps": "time", "d_minibatch_std": 2,
                                                                "d_time_delta": True},
-                            loss={"mode_seeking": 1.0, "mode_seeking_rows": 2, "r1": 1.0, "r1_every": 1},
+                            loss={"mode_seeking": 1.0, "mode_seeking_rows": 2, "r1": 1.0, "r1_every": 1, "mismatch": 1.0},
                             train={"d_augment_shift": 0.25, "lr_decay_start": 0.5, "steps": 2})
     summary = train(params, tiny_data["mels"], tiny_data["text"], tmp_path, tmp_path / "m.json", max_steps=2)
     assert summary["steps"] == 2 and summary["last_losses"]["g/mode_seeking"] > 0 and summary["last_losses"]["d/r1"] > 0
+    assert summary["last_losses"]["d/mismatch"] > 0
     saved = torch.load(tmp_path / "model.pt", map_location="cpu", weights_only=True)
     assert saved["model"]["g_noise_blocks"] is True and saved["model"]["d_minibatch_std"] == 2
     assert saved["model"]["g_noise_maps"] == "time" and any("noise_strength" in k for k in saved["generator"])
