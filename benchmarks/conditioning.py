@@ -52,9 +52,9 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                (cond_fg_worst_kind_accuracy); export_last the last step's weights (model.pt as trained)
   steps_1500   the demo trained 1 500 steps instead of 1 200 (its accuracy still rises at the end)
   batch_32_600 batches of 32 for 600 steps (the same clips seen), evaluated every 50: less gradient noise per step;
-               batch_32_900 900 steps, evaluated every 75 (a step of 32 costs ~1.3x one of 16: about full's time)
-  mismatch_0.5 / _1  GAN-INT-CLS's matching-aware term for D at that weight: real clips read with another row's
-               caption scored as fake (loss.mismatch)
+               batch_32_900 900 steps, evaluated every 75 (a step of 32 costs ~1.25x one of 16: about full's time)
+  mismatch_0.5 / _1  GAN-INT-CLS's matching-aware term for D at that weight (0.5 not measured yet): real
+               clips read with another row's caption scored as fake (loss.mismatch)
   r1_10 / r1_100  R1 on D's slope at real clips, gamma 10 / 100, every 4th D update (loss.r1, r1_every)
   without_options, hinge_only_without_options   full and hinge_only with the demo's issue-19 choices undone
                (text.encoder hash, g_noise_maps none): the paper's claim on the generator it describes
