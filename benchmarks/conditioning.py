@@ -7,10 +7,12 @@ applied to the generator's log-mels, `evaluate.conditioning_z` noise vectors per
 its diversity ratio, and the stand-in FAD of the generate stage's clips (logmel_stats, one
 candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
 
-  full         the paper's objective: hinge + SC + F2R + G2S + L2W, TF-SCA attention (the demo: since issue 19's
-               morning session of 2026-12-06 model.pt is its best step on training captions; rows measured
-               before it exported the last step, which export_last repeats)
-  hinge_only   hinge loss alone (every contrastive weight 0)
+  full         the overlay as it is. For the demo: since issue 19's morning session of 2026-12-06 model.pt is its
+               best step on training captions (rows measured before exported the last step, which export_last
+               repeats), and since 2026-12-07 it trains hinge alone; rows measured before trained the paper's
+               objective, hinge + SC + F2R + G2S + L2W, which `contrastive` repeats
+  hinge_only   hinge loss alone (every contrastive weight 0: the demo's since 2026-12-07)
+  contrastive  the paper's four contrastive losses at their weights (1) on top of the overlay
   no_sc, no_f2r, no_g2s, no_l2w   one contrastive loss left out
   no_attention no attention stage in G or D (the contrastive losses kept)
   contrastive_0.25  every contrastive weight at a quarter of the paper's (hinge at 1)
@@ -56,6 +58,11 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
   mismatch_0.5 / _1  GAN-INT-CLS's matching-aware term for D at that weight (0.5 not measured yet): real
                clips read with another row's caption scored as fake (loss.mismatch)
   r1_10 / r1_100  R1 on D's slope at real clips, gamma 10 / 100, every 4th D update (loss.r1, r1_every)
+  lecam_0.3    LeCam regularisation on D at the LeCam paper's BigGAN weight (loss.lecam): D's logits held near the
+               moving averages of the other side's, against a D that memorises 480 clips
+  input_text   the sentence also enters G's input linear beside z (model.g_input_text): a text-dependent first map
+  replay_0.25  a quarter of D's fake rows are earlier generator outputs from a reservoir of them, with their own
+               captions (train.d_replay; SimGAN's history): against a D that forgets the event-free scenes G made
   without_options, hinge_only_without_options   full and hinge_only with the demo's issue-19 choices undone
                (text.encoder hash, g_noise_maps none): the paper's claim on the generator it describes
 
@@ -67,6 +74,7 @@ stand-in FAD as a multiple of its real-vs-real floor (evaluation/fd_floor.py).
     python benchmarks/conditioning.py --overlay config/separable.yaml --processes 2
     python benchmarks/conditioning.py --variants full --audio-reading   # + the audio reading (Griffin-Lim)
     python benchmarks/conditioning.py --from-json a.json b.json         # the table of saved --json runs, merged
+    python benchmarks/conditioning.py --variants full --seeds 10 --heard-as   # + what each kind is heard as, per step
 
 Each run trains on one thread; --processes runs that many at once (2 on a 2-core machine). The
 table gives mean +- std over seeds, the worst seed, and each variant's difference from --reference
@@ -77,6 +85,7 @@ bg_accuracy, fad, diversity, seconds).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import copy
 import json
@@ -104,6 +113,7 @@ def exported_best(metric: str, prompts: str) -> dict:
 VARIANTS = {
     "full": {},
     "hinge_only": {"loss": {name: 0.0 for name in CONTRASTIVE}},
+    "contrastive": {"loss": {name: 1.0 for name in CONTRASTIVE}},
     **{f"no_{name}": {"loss": {name: 0.0}} for name in CONTRASTIVE},
     "no_attention": {"model": {"g_attention": [None], "d_attention": [None]}},
     # issue 19: does the generator use its noise? (each off in the paper's objective)
@@ -157,6 +167,9 @@ VARIANTS = {
     "export_best_train_worst": {"train": exported_best("cond_fg_worst_kind_accuracy", "train")},
     "mismatch_0.5": {"loss": {"mismatch": 0.5}},
     "mismatch_1": {"loss": {"mismatch": 1.0}},
+    "lecam_0.3": {"loss": {"lecam": 0.3}},
+    "input_text": {"model": {"g_input_text": True}},
+    "replay_0.25": {"train": {"d_replay": 0.25}},
     "r1_10": {"loss": {"r1": 10.0}},
     "r1_100": {"loss": {"r1": 100.0}},
     "without_options": WITHOUT_OPTIONS,
@@ -165,7 +178,8 @@ VARIANTS = {
 }
 
 
-def with_variant(params: dict, variant: str, seed: int, steps: int | None, audio_reading: bool = False) -> dict:
+def with_variant(params: dict, variant: str, seed: int, steps: int | None, audio_reading: bool = False,
+                 heard_as: bool = False) -> dict:
     out = copy.deepcopy(params)
     for section, values in VARIANTS[variant].items():
         out[section].update(values)
@@ -176,6 +190,9 @@ def with_variant(params: dict, variant: str, seed: int, steps: int | None, audio
     out["generate"].update(n_candidates=1, seeds=[0])
     # the mel reading below is the score; the audio reading (Griffin-Lim of the training clips) only if asked
     out["evaluate"].update(conditioning=audio_reading)
+    out["train"]["keep_eval_models"] = heard_as  # --heard-as reads every evaluated step's model file ...
+    if heard_as and not out["train"]["eval_every"]:  # ... so an overlay that evaluates never evaluates the last step
+        out["train"]["eval_every"] = out["train"]["steps"]
     return out
 
 
@@ -223,7 +240,7 @@ def _one_run(job: tuple) -> dict:
     # the in-training evaluation only where the exported step depends on it (it does not change training); its
     # mel reading (the demo's select_by) needs evaluate.conditioning, which with_variant turns off for the score
     evaluation = (EvalInputs(data["dev"], data["raw"], root / "no_pretrained", run / "eval-embeddings")
-                  if params["train"]["export"] == "best" else None)
+                  if params["train"]["export"] == "best" or params["train"]["keep_eval_models"] else None)
     trained_summary = loop.train({**params, "evaluate": {**params["evaluate"], "conditioning": True}}, data["mels"],
                                  run / "text", run / "train", run / "train.json", evaluation=evaluation)
     trained = time.perf_counter()
@@ -241,13 +258,45 @@ def _one_run(job: tuple) -> dict:
         dev = read_dev_prompts(data["dev"])
         reading = mel_reading(params, load_real_clips(params, train, dev), dev, model, root / "no_pretrained")
     g = reading["generated"]
-    return {"variant": variant, "seed": seed, "fg_accuracy": g["fg_accuracy"], "bg_accuracy": g["bg_accuracy"],
+    heard = heard_as_by_step(params, data, root, run) if params["train"]["keep_eval_models"] else {}
+    return {**({"heard_as": heard} if heard else {}), "variant": variant, "seed": seed, "fg_accuracy": g["fg_accuracy"], "bg_accuracy": g["bg_accuracy"],
             "fg_chance": g["fg_chance"], "bg_chance": g["bg_chance"], "fg_ceiling": reading["ceiling"]["fg_accuracy"],
             "bg_ceiling": reading["ceiling"]["bg_accuracy"], "diversity": reading["diversity"]["ratio"],
             "fad": fad["fad_mean"], "fad_over_floor": fad.get("fad_over_floor"), "steps": params["train"]["steps"],
             "fg_per_kind": g["fg_per_kind"], "bg_per_kind": g["bg_per_kind"], "fg_worst_kind": g["fg_worst_kind"],
             **audio, "exported_step": trained_summary.get("best_step") or trained_summary["steps"],
             "train_seconds": round(trained - started, 1), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def heard_as_by_step(params: dict, data: dict, root: Path, run: Path) -> dict:
+    """{step: {kind asked for: {kind heard: clips}}}: each evaluated step's model file (train.keep_eval_models)
+    read on the dev prompts by the mel reading, so a lost kind shows what it became."""
+    from scenesynth.data.manifest import read_dev_prompts, read_manifest
+    from scenesynth.evaluation.conditioning_score import load_real_clips, mel_reading
+
+    manifest = read_manifest(data["raw"])
+    dev = read_dev_prompts(data["dev"])
+    real = load_real_clips(params, manifest[manifest["split"] == "train"], dev)
+    n_z, out = params["evaluate"]["conditioning_z"], {}
+    for path in sorted((run / "train" / "checkpoints").glob("eval-*.pt")):
+        predicted = mel_reading(params, real, dev, path, root / "no_pretrained")["generated"]["fg_predicted"]
+        counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        for asked, heard in zip([kind for kind in dev["foreground"] for _ in range(n_z)], predicted):
+            counts[str(asked)][str(heard)] += 1
+        out[int(path.stem.split("-")[1])] = {kind: dict(c.most_common()) for kind, c in sorted(counts.items())}
+    return out
+
+
+def heard_as_table(row: dict) -> str:
+    """One run's --heard-as: per evaluated step, each kind's two most frequent labels."""
+    steps = sorted(row["heard_as"], key=int)
+    kinds = sorted(row["heard_as"][steps[0]])
+    lines = [f"{row['variant']} seed {row['seed']}: what each foreground kind is heard as (dev prompts)",
+             "| step | " + " | ".join(kinds) + " |", "| --- |" + " --- |" * len(kinds)]
+    for step in steps:
+        cells = [", ".join(f"{label} {n}" for label, n in list(row["heard_as"][step][kind].items())[:2]) for kind in kinds]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def mean_std(values: list[float]) -> str:
@@ -333,6 +382,7 @@ def table(rows: list[dict], reference: str = "full") -> str:
                              f"{mean_std([r['audio_fg_ceiling'] for r in mine])} |")
     compared = differences_table(rows, reference)
     lines += ["", kinds_table(rows)] + (["", compared] if compared else [])
+    lines += [line for row in rows if row.get("heard_as") for line in ("", heard_as_table(row))]
     first = rows[0]
     lines.append(f"\nchance {first['fg_chance']:.3f} / {first['bg_chance']:.3f}, ceiling (real dev clips) "
                  f"{first['fg_ceiling']:.3f} / {first['bg_ceiling']:.3f}; {steps_line(rows)}")
@@ -361,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the runs as a JSON list")
     parser.add_argument("--audio-reading", action="store_true",
                         help="also the audio reading (generated clips after Griffin-Lim; slower)")
+    parser.add_argument("--heard-as", action="store_true",
+                        help="keep every evaluated step's model file and print what each foreground kind is heard as")
     parser.add_argument("--reference", default="full", help="the variant the others are compared with (default: full)")
     parser.add_argument("--from-json", nargs="+", metavar="FILE",
                         help="train nothing: the table of the runs earlier --json outputs hold, merged")
@@ -381,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
         data = build_data(base, root / "data")
-        jobs = [(with_variant(base, v, int(s), args.steps, args.audio_reading), v, int(s), data, root)
+        jobs = [(with_variant(base, v, int(s), args.steps, args.audio_reading, args.heard_as), v, int(s), data, root)
                 for v in variants for s in args.seeds.split(",")]
         with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
             rows = []

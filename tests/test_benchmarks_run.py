@@ -138,6 +138,23 @@ def test_conditioning_benchmark_audio_reading_adds_the_vocoded_score_beside_its_
     assert 0 <= row["fg_accuracy"] <= 1 and row["diversity"] >= 0  # the mel reading, taken from evaluate's
 
 
+def test_conditioning_benchmark_heard_as_reads_every_evaluated_step_and_prints_what_each_kind_became(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks/conditioning.py"), "--overlay",
+                           str(REPO / "config/tiny.yaml"), "--variants", "full", "--seeds", "1", "--steps", "2",
+                           "--heard-as", "--json"],
+                          capture_output=True, text=True, env=venv_env(), timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads(done.stdout)
+    (step,) = row["heard_as"]  # tiny.yaml evaluates every 2 steps: one evaluation in 2 steps
+    assert int(step) == 2 and set(row["heard_as"][step]) == set(row["fg_per_kind"])
+    for kind, heard in row["heard_as"][step].items():  # every dev clip of the kind is heard as something
+        assert sum(heard.values()) > 0 and set(heard) <= set(row["fg_per_kind"])
+    (tmp_path / "run.json").write_text(done.stdout)
+    merged = subprocess.run([sys.executable, str(REPO / "benchmarks/conditioning.py"), "--from-json",
+                             str(tmp_path / "run.json")], capture_output=True, text=True, env=venv_env(), timeout=900)
+    assert merged.returncode == 0 and "full seed 1: what each foreground kind is heard as" in merged.stdout
+
+
 def test_gpu_benchmark_smoke_runs_every_row_on_cpu_and_prints_json_rows(tmp_path):
     """`benchmarks/gpu.py --smoke`: the script prepared for a lent GPU runs every row at tiny sizes on CPU."""
     rows_file = tmp_path / "rows.jsonl"

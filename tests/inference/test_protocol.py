@@ -107,3 +107,29 @@ def test_crops_are_never_padded_and_come_out_at_the_exact_length():
     assert out.shape == (16000,) and abs(out[100:-100].mean() - 1) < 0.05
     long = random_crops(rng.standard_normal(48000).astype(np.float32), 48000, 0.5, 10, rng)
     assert long.shape == (10, 24000) and len({c[:5].tobytes() for c in long}) > 1  # different offsets
+
+
+def test_a_model_trained_without_g2s_is_ranked_by_its_discriminator_logit_not_its_untrained_g2s_heads(
+        tmp_path, tiny_model, tiny_data):
+    """loss.g2s 0 (hinge alone, the demo): the offline re-ranker reads D's logit; with G2S trained, or in a model
+    file from before the loss weights were recorded, the G2S similarity as before."""
+    from scenesynth.inference.protocol import discriminator_scores, load_model
+    from scenesynth.text.cache import TextCache
+
+    saved = torch.load(tiny_model["model"], map_location="cpu", weights_only=True)
+    assert saved["loss"]["g2s"] > 0
+    for name, record in (("hinge.pt", {**saved, "loss": {**saved["loss"], "g2s": 0.0}}),
+                         ("old.pt", {k: v for k, v in saved.items() if k != "loss"})):
+        torch.save(record, tmp_path / name)
+    _, hinge_d, _ = load_model(tmp_path / "hinge.pt", torch.device("cpu"))
+    _, old_d, _ = load_model(tmp_path / "old.pt", torch.device("cpu"))
+    _, paper_d, _ = load_model(tiny_model["model"], torch.device("cpu"))
+    assert not hinge_d.g2s_trained and old_d.g2s_trained and paper_d.g2s_trained
+    cache = TextCache(tiny_data["text"])
+    text = cache.batch(cache.captions[:2])
+    mels = torch.randn(2, 1, saved["audio"]["n_mels"], saved["audio"]["n_frames"]) - 4.0
+    with torch.no_grad():
+        out = hinge_d(mels, text)
+        torch.testing.assert_close(discriminator_scores(hinge_d, mels, text), out.logit)
+        torch.testing.assert_close(discriminator_scores(paper_d, mels, text),
+                                   torch.nn.functional.cosine_similarity(out.audio_embed, out.text_embed, dim=-1))

@@ -122,3 +122,22 @@ def test_the_mismatch_term_scores_real_clips_with_wrong_text_as_fake():
     # a logit of -1 or below (D calls the pair fake) costs nothing; +1 (D calls it real) costs 2
     assert float(mismatched_text_loss(torch.tensor([-3.0, -1.0]))) == 0.0
     assert float(mismatched_text_loss(torch.tensor([1.0, 1.0]))) == 2.0
+
+
+def test_lecam_penalises_only_logits_past_the_other_sides_anchor():
+    """LeCam: relu(D(real) - a_fake)^2 + relu(a_real - D(fake))^2, each averaged over its batch."""
+    from scenesynth.losses.adversarial import lecam_penalty
+
+    # anchors a_real = 1, a_fake = -1: a real logit of -1 or below and a fake logit of 1 or above cost nothing
+    assert float(lecam_penalty(torch.tensor([-2.0, -1.0]), torch.tensor([1.0, 3.0]), 1.0, -1.0)) == 0.0
+    # real logits 1 and -1 (2 and 0 past a_fake), fake logits -2 and 0 (3 and 1 short of a_real): 4/2 + (9+1)/2
+    assert float(lecam_penalty(torch.tensor([1.0, -1.0]), torch.tensor([-2.0, 0.0]), 1.0, -1.0)) == 7.0
+
+
+def test_lecam_anchors_start_at_the_first_batch_and_then_move_by_one_minus_the_decay():
+    from scenesynth.losses.adversarial import lecam_anchors
+
+    first = lecam_anchors(None, torch.tensor([1.0, 3.0]), torch.tensor([-1.0, -3.0]), 0.9)
+    assert first == (2.0, -2.0)
+    moved = lecam_anchors(first, torch.tensor([12.0]), torch.tensor([8.0]), 0.9)
+    assert moved == pytest.approx((0.9 * 2 + 0.1 * 12, 0.9 * -2 + 0.1 * 8))

@@ -205,3 +205,18 @@ def test_time_noise_maps_hold_one_value_per_frame_for_every_bin() -> None:
         assert not torch.allclose(out, maps(z, make_text()))  # the last block's maps reach the output
     with pytest.raises(ValueError, match="noise_maps must be one of"):
         Generator(**TINY, noise_maps="frequency")
+
+
+def test_input_text_makes_the_first_map_depend_on_the_sentence_and_the_default_does_not() -> None:
+    """model.g_input_text (issue 19): at initialisation CBN's maps are zero and the attention gates closed, so the
+    text reaches the output only through the input linear: two sentences with one z give two mels with it and the
+    same mel without it (the paper's layout: z alone enters the input linear)."""
+    torch.manual_seed(0)
+    paper = Generator(**TINY).eval()
+    torch.manual_seed(0)
+    with_text = Generator(**TINY, input_text=True).eval()
+    assert paper.input.in_features == Z_DIM and with_text.input.in_features == Z_DIM + SENTENCE_DIM
+    z, first, second = torch.randn(2, Z_DIM), make_text(), make_text()
+    with torch.no_grad():
+        torch.testing.assert_close(paper(z, first), paper(z, second))
+        assert (with_text(z, first) - with_text(z, second)).abs().max() > 1e-3

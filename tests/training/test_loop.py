@@ -42,6 +42,20 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, tiny_model, tiny_data):
         assert torch.equal(resumed[name], straight[name]), name
 
 
+def test_a_stop_at_max_steps_between_checkpoints_resumes_as_if_uninterrupted(tmp_path, tiny_model, tiny_data):
+    """--max-steps 1 with checkpoint_every 2: the checkpoint is off schedule, so the resumed run draws the batch
+    stream the uninterrupted run was in (not a fresh one from step 1): 1 step, stop, resume to 4 == 4 in one go."""
+    params = tiny_model["params"]
+    assert params["train"]["checkpoint_every"] == 2 and params["train"]["steps"] == 4
+    train(params, tiny_data["mels"], tiny_data["text"], tmp_path, tmp_path / "m.json", max_steps=1)
+    saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["step"] == 1 and saved["stream_drawn"] == params["train"]["d_steps"]  # one batch per D update
+    train(params, tiny_data["mels"], tiny_data["text"], tmp_path, tmp_path / "m.json")
+    resumed, straight = generator_weights(tmp_path / "model.pt"), generator_weights(tiny_model["model"])
+    for name in straight:
+        assert torch.equal(resumed[name], straight[name]), name
+
+
 def test_changed_settings_do_not_resume(tmp_path, tiny_model, tiny_data):
     params = tiny_model["params"]
     train(params, tiny_data["mels"], tiny_data["text"], tmp_path, tmp_path / "m.json", max_steps=2)

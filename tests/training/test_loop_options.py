@@ -38,3 +38,72 @@ def test_the_mismatch_term_enters_d_update_and_is_off_by_default(tmp_path, tiny_
     assert losses[1.0]["d/mismatch"] > 0 and "d/mismatch" not in tiny_model["summary"]["last_losses"]
     g_terms = [name for name in losses[1.0] if name.startswith("g/")]
     assert g_terms and any(losses[1.0][name] != losses[2.0][name] for name in g_terms)
+
+
+def test_lecam_enters_d_update_keeps_its_anchors_across_a_resume_and_is_off_by_default(tmp_path, tiny_model, tiny_data):
+    """loss.lecam: its weight changes D's first update (so G's loss read through it), and its moving anchors are
+    part of the checkpoint: 2 steps (tiny.yaml's checkpoint_every), stop, resume to 3 == 3 steps in one go."""
+    def run(folder: str, weight: float, steps: int, max_steps: int | None = None) -> dict:
+        params = with_overrides(tiny_model["params"], loss={"lecam": weight}, train={"steps": steps})
+        return train(params, tiny_data["mels"], tiny_data["text"], tmp_path / folder, tmp_path / f"{folder}.json",
+                     max_steps=max_steps)
+
+    light, heavy = run("light", 0.3, 1)["last_losses"], run("heavy", 0.6, 1)["last_losses"]
+    assert light["d/lecam"] > 0 and "d/lecam" not in tiny_model["summary"]["last_losses"]
+    assert any(light[name] != heavy[name] for name in light if name.startswith("g/"))
+    run("straight", 0.3, 3)
+    run("resumed", 0.3, 3, max_steps=2)
+    anchors = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["lecam_anchors"]
+    assert len(anchors) == 2 and all(isinstance(value, float) for value in anchors)
+    run("resumed", 0.3, 3)
+    straight = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["generator"]
+    resumed = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["generator"]
+    for name in straight:
+        assert torch.equal(resumed[name], straight[name]), name
+
+
+def test_replay_changes_d_fake_batch_keeps_its_reservoir_across_a_resume_and_is_off_by_default(tmp_path, tiny_model,
+                                                                                               tiny_data):
+    """train.d_replay in training: the reservoir is part of the checkpoint (2 steps, stop, resume to 3 == 3 in
+    one go) and absent when it is off (tiny_model)."""
+    def run(folder: str, replay: float, steps: int, max_steps: int | None = None) -> dict:
+        params = with_overrides(tiny_model["params"], train={"steps": steps, "d_replay": replay, "d_replay_size": 3})
+        return train(params, tiny_data["mels"], tiny_data["text"], tmp_path / folder, tmp_path / f"{folder}.json",
+                     max_steps=max_steps)
+
+    assert torch.load(tiny_model["run"] / "checkpoints" / "last.pt", weights_only=True)["replay"] is None
+    run("straight", 0.5, 3)
+    run("resumed", 0.5, 3, max_steps=2)
+    replay = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["replay"]
+    assert replay["seen"] > 0 and len(replay["captions"]) == len(replay["mels"]) <= 3
+    run("resumed", 0.5, 3)
+    straight = torch.load(tmp_path / "straight" / "model.pt", weights_only=True)["generator"]
+    resumed = torch.load(tmp_path / "resumed" / "model.pt", weights_only=True)["generator"]
+    for name in straight:
+        assert torch.equal(resumed[name], straight[name]), name
+
+
+def test_replay_puts_earlier_outputs_with_their_own_captions_in_d_fake_batch_and_the_replaced_rows_in_the_buffer(
+        tiny_data):
+    """_with_replay: the batch's last round(0.5 x 4) = 2 rows become buffer entries, read with the captions they
+    were made for; the 2 rows they replaced are offered to the buffer; with an empty buffer the batch is as it was."""
+    from scenesynth.text.cache import TextCache
+    from scenesynth.training.loop import ONE_PROCESS, _with_replay
+    from scenesynth.training.replay import ReplayBuffer
+
+    cache = TextCache(tiny_data["text"])
+    captions = cache.captions[:4]
+    state = type("State", (), {"replay": ReplayBuffer(8)})()
+    params = {"train": {"d_replay": 0.5}}
+    fake, text = torch.arange(4.0).view(4, 1, 1, 1), cache.batch(captions)
+    first, first_text = _with_replay(state, fake, captions, text, cache, params, torch.device("cpu"), ONE_PROCESS)
+    assert first is fake and first_text is text  # nothing earlier to replay yet
+    assert state.replay.captions == captions[2:] and state.replay.mels[:2].flatten().tolist() == [2.0, 3.0]
+    later = torch.arange(10.0, 14.0).view(4, 1, 1, 1)
+    replayed, replayed_text = _with_replay(state, later, captions[::-1], cache.batch(captions[::-1]), cache, params,
+                                           torch.device("cpu"), ONE_PROCESS)
+    assert replayed[:2].flatten().tolist() == [10.0, 11.0] and set(replayed[2:].flatten().tolist()) <= {2.0, 3.0}
+    own = {2.0: captions[2], 3.0: captions[3]}
+    expected = cache.batch(captions[::-1][:2] + [own[float(v)] for v in replayed[2:].flatten()])
+    torch.testing.assert_close(replayed_text.sentence, expected.sentence)
+    assert len(state.replay) == 4 and state.replay.captions[2:] == captions[::-1][2:]

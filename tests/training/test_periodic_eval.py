@@ -173,3 +173,21 @@ def test_select_by_training_prompts_never_reads_a_dev_prompt(tmp_path, tiny_mode
     assert summary["best_step"] in (2, 4)
     with pytest.raises(ValueError, match="train.select_by.prompts is 'train' but train.eval_fad is true"):
         run(with_overrides(params, train={"eval_fad": True}), tiny_data, tmp_path / "again", eval_inputs)
+
+
+def test_keep_eval_models_keeps_each_evaluated_step_s_model_file_and_a_fresh_run_sets_them_aside(
+        tmp_path, evaluated, tiny_data, eval_inputs):
+    """train.keep_eval_models: checkpoints/eval-<step>.pt is the model file of that step (step 4's is the last
+    step's model.pt); off (the evaluated fixture) none is written; another run in the folder sets them aside."""
+    assert not list((evaluated["folder"] / "checkpoints").glob("eval-*.pt"))
+    params = with_overrides(evaluated["params"], train={"keep_eval_models": True})
+    run(params, tiny_data, tmp_path, eval_inputs)
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("eval-*.pt"))
+    assert kept == ["eval-000002.pt", "eval-000004.pt"]
+    assert torch.load(tmp_path / "checkpoints" / "eval-000002.pt", weights_only=True)["step"] == 2
+    last, model = weights(tmp_path / "checkpoints" / "eval-000004.pt"), weights(tmp_path / "model.pt")
+    assert all(torch.equal(last[k], model[k]) for k in model)
+    run(with_overrides(params, train={"lr_g": 2e-4}), tiny_data, tmp_path, eval_inputs, max_steps=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").glob("eval-*.pt"))
+    set_aside = [name for name in names if name != "eval-000002.pt"]  # the earlier run's: eval-<step>.<its fp>.pt
+    assert len(names) == 3 and [name[:12] for name in set_aside] == ["eval-000002.", "eval-000004."]

@@ -68,6 +68,8 @@ def load_model(model_path: str | Path, device: torch.device):
         discriminator.load_state_dict(saved["discriminator"])
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise ModelFileError(f"{model_path}: its weights do not fit its own settings ({_one_line(err)})") from err
+    # model files before "loss" was recorded were trained with the paper's objective, G2S included
+    discriminator.g2s_trained = float(saved.get("loss", {}).get("g2s", 1.0)) > 0
     return generator.to(device).eval(), discriminator.to(device).eval(), saved
 
 
@@ -96,8 +98,12 @@ def make_reranker(gen_cfg: dict, pretrained: str | Path = paths.PRETRAINED, devi
 
 
 def discriminator_scores(discriminator, mels: torch.Tensor, text) -> torch.Tensor:
-    """Global-to-sentence similarity of each candidate: the offline re-ranker."""
+    """Global-to-sentence similarity of each candidate: the offline re-ranker. A model trained without the G2S
+    loss (loss.g2s 0: hinge alone, as the demo) has untrained G2S heads, whose similarity would pick at random:
+    its D's logit ranks instead (the hinge trained it, and its projection term reads the sentence)."""
     out = discriminator(mels, text)
+    if not getattr(discriminator, "g2s_trained", True):
+        return out.logit
     return F.cosine_similarity(out.audio_embed, out.text_embed, dim=-1)
 
 

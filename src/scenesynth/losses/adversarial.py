@@ -41,3 +41,21 @@ def r1_penalty(real_logit: Tensor, real_input: Tensor) -> Tensor:
     forward); the graph is kept so the penalty's own gradient reaches D's weights (a double backward)."""
     (grad,) = torch.autograd.grad(real_logit.sum(), real_input, create_graph=True)
     return grad.pow(2).flatten(1).sum(dim=1).mean()
+
+
+def lecam_penalty(real_logit: Tensor, fake_logit: Tensor, anchor_real: float, anchor_fake: float) -> Tensor:
+    """LeCam regularisation (Tseng et al., CVPR 2021) for D under limited data:
+    mean(relu(D(real) - a_fake)^2) + mean(relu(a_real - D(fake))^2), the anchors a being moving averages of
+    D's mean logit on real and on fake clips. It keeps D's predictions from drifting apart as D memorises a
+    small training set (480 clips in the demo), which otherwise hands G ever larger, shifting gradients."""
+    return F.relu(real_logit - anchor_fake).pow(2).mean() + F.relu(anchor_real - fake_logit).pow(2).mean()
+
+
+def lecam_anchors(anchors: tuple[float, float] | None, real_logit: Tensor, fake_logit: Tensor,
+                  decay: float) -> tuple[float, float]:
+    """The anchors (a_real, a_fake) moved towards this batch's mean logits: decay x old + (1 - decay) x new;
+    the first batch's means when there are none yet."""
+    real, fake = float(real_logit.detach().mean()), float(fake_logit.detach().mean())
+    if anchors is None:
+        return real, fake
+    return decay * anchors[0] + (1.0 - decay) * real, decay * anchors[1] + (1.0 - decay) * fake

@@ -59,6 +59,7 @@ def build_models(
         noise_blocks=cfg.get("g_noise_blocks", False),  # .get: model files saved before the option
         noise_maps=cfg.get("g_noise_maps", "none"),
         noise_strength=cfg.get("g_noise_strength", 0.0),
+        input_text=cfg.get("g_input_text", False),
     )
     discriminator = Discriminator(
         base_channels=cfg["d_channels"],

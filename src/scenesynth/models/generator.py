@@ -16,6 +16,10 @@ Choices:
   in every bin), so a block can turn it into an event at a place z chooses. The maps are drawn from a stream seeded by
   the bits of each row of z, so G stays a function of (z, text): the same z gives the same clip (seeded
   generation, re-ranking and resumed runs rely on that), another z other maps (issue 19).
+- With ``input_text`` (``model.g_input_text``, off in the paper's setting) the sentence enters the input linear
+  beside z, so the first map's layout (at the demo's 1 x 4: where in time energy sits) depends on the text; without
+  it CBN can only rescale and shift the channels of a layout z alone draws, and two kinds whose clips differ in
+  timing (a tick against a beep) compete for the same layouts (issue 19).
 - attention_plan[j] is the stage after block j+1, i.e. at level j+1 (resolution 2^(j+1) * [F0, T0]);
   None skips a level. The default ("triple", "double", "single") puts them at 8x32, 16x64 and 32x128
   at paper size, so the largest attention map of G is 32 x 128 (128 channels).
@@ -70,6 +74,7 @@ class Generator(nn.Module):
         noise_blocks: bool = False,
         noise_maps: str = "none",
         noise_strength: float = 0.0,
+        input_text: bool = False,
     ) -> None:
         super().__init__()
         if noise_maps not in NOISE_MAPS:
@@ -82,7 +87,9 @@ class Generator(nn.Module):
         self.z_dim, self.n_mels, self.n_frames = z_dim, n_mels, n_frames
         self.init_shape = (int(init_shape[0]), int(init_shape[1]))
         channels = [level_channels(base_channels, level, min_channels) for level in range(self.levels + 1)]
-        self.input = sn_linear(self.z_chunks[0], channels[0] * self.init_shape[0] * self.init_shape[1])
+        self.input_text = input_text  # the sentence beside z's first chunk in the input linear
+        self.input = sn_linear(self.z_chunks[0] + (sentence_dim if input_text else 0),
+                               channels[0] * self.init_shape[0] * self.init_shape[1])
         block_noise = self.z_chunks[1:] or [0] * self.levels
         self.blocks = nn.ModuleList(
             GeneratorBlock(channels[level - 1], channels[level], sentence_dim + block_noise[level - 1], noise_maps != "none",
@@ -121,7 +128,8 @@ class Generator(nn.Module):
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must be [B, {self.z_dim}], got {tuple(z.shape)}")
         chunks = torch.split(z, self.z_chunks, dim=1)
-        h = self.input(chunks[0]).view(z.shape[0], -1, *self.init_shape)
+        first = torch.cat([chunks[0], text.sentence.to(z.dtype)], dim=1) if self.input_text else chunks[0]
+        h = self.input(first).view(z.shape[0], -1, *self.init_shape)
         conditions = ([torch.cat([text.sentence, chunk], dim=1) for chunk in chunks[1:]] if len(chunks) > 1
                       else [text.sentence] * self.levels)
         for block, stage, condition, noise in zip(self.blocks, self.attention, conditions, self.block_noise_maps(z)):

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from scenesynth.config import TRAIN_PROCESS_KEYS, fingerprint, source_fingerprint
+from scenesynth.training.replay import ReplayBuffer
 from scenesynth.utils.atomic import write_torch
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 # train.* keys that do not change what is learnt (a resumed run may change them).
 _VOLATILE_TRAIN_KEYS = ("steps", "checkpoint_every", "log_every", "sample_every", "device", "compile",
                         *TRAIN_PROCESS_KEYS,
-                        "eval_every", "eval_fad", "select_by", "export")  # evaluation reads the weights, never changes them
+                        "eval_every", "eval_fad", "select_by", "export", "keep_eval_models")  # evaluation reads the weights, never changes them
 
 
 def several_ranks() -> bool:
@@ -75,6 +76,9 @@ class TrainState:
     # off schedule (stop_signals.py) resumes by drawing and dropping those batches.
     stream_origin: int = 0
     stream_drawn: int = 0
+    # loss.lecam's anchors: moving averages of D's mean logit on real and on fake clips (None before the first)
+    lecam_anchors: tuple[float, float] | None = None
+    replay: ReplayBuffer | None = None  # train.d_replay's earlier generator outputs (training/replay.py)
 
     def state_dict(self, config_fingerprint: str) -> dict:
         return {
@@ -82,6 +86,8 @@ class TrainState:
             "last_losses": self.last_losses,
             "stream_origin": self.stream_origin,
             "stream_drawn": self.stream_drawn,
+            "lecam_anchors": self.lecam_anchors,
+            "replay": self.replay.state_dict() if self.replay is not None else None,
             "fingerprint": config_fingerprint,
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
@@ -105,6 +111,10 @@ class TrainState:
         self.last_losses = dict(state.get("last_losses") or {})
         self.stream_origin = int(state.get("stream_origin", self.step))
         self.stream_drawn = int(state.get("stream_drawn", 0))
+        anchors = state.get("lecam_anchors")
+        self.lecam_anchors = None if anchors is None else (float(anchors[0]), float(anchors[1]))
+        if self.replay is not None and state.get("replay") is not None:
+            self.replay.load_state_dict(state["replay"], next(self.generator.parameters()).device)
 
 
 def make_ema(generator: torch.nn.Module) -> torch.nn.Module:

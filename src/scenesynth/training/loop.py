@@ -28,9 +28,10 @@ import torch
 from scenesynth import paths
 from scenesynth.config import fingerprint
 from scenesynth.features.shards import read_index
-from scenesynth.losses.adversarial import mismatched_text_loss, r1_penalty
+from scenesynth.losses.adversarial import lecam_anchors, lecam_penalty, mismatched_text_loss, r1_penalty
 from scenesynth.losses.mode_seeking import mode_seeking_term
 from scenesynth.training.augment import random_time_shift
+from scenesynth.training.replay import ReplayBuffer, replayed_rows
 from scenesynth.losses.objectives import discriminator_objective, generator_objective
 from scenesynth.models import build_models
 from scenesynth.text.cache import TextCache
@@ -99,6 +100,7 @@ def build_state(params: dict, text_info: dict, device: torch.device, several_ran
         generator, discriminator, ema,
         torch.optim.Adam(generator.parameters(), lr=train["lr_g"], betas=betas),
         torch.optim.Adam(discriminator.parameters(), lr=train["lr_d"], betas=betas),
+        replay=ReplayBuffer(train["d_replay_size"]) if train["d_replay"] > 0 else None,
     )
 
 
@@ -107,6 +109,23 @@ def _every_output_in_graph(loss: torch.Tensor, out) -> torch.Tensor:
     which DistributedDataParallel (find_unused_parameters=False) reports as an unfinished reduction."""
     return loss + sum(getattr(out, f.name).sum() for f in dataclasses.fields(out)
                       if getattr(out, f.name).is_floating_point()) * 0.0
+
+
+def _with_replay(state: TrainState, fake: torch.Tensor, captions, text, cache: TextCache, params: dict,
+                 device: torch.device, ctx: DistContext):
+    """(D's fake batch, its text): with train.d_replay, its last rows are earlier generator outputs from the
+    buffer, each read with the caption it was made for, and the rows they replace go to the buffer
+    (training/replay.py); without it, the batch as it is."""
+    if state.replay is None:
+        return fake, text
+    keep = len(captions) - replayed_rows(params["train"]["d_replay"], len(captions))
+    replaced = fake, text
+    if len(state.replay):
+        old, old_captions = state.replay.sample(len(captions) - keep)
+        replaced = (torch.cat([fake[:keep], old.to(fake.dtype)]),
+                    pad_words(cache.batch(list(captions[:keep]) + old_captions).to(device), ctx))
+    state.replay.offer(fake[keep:], list(captions[keep:]))
+    return replaced
 
 
 def train_step(state: TrainState, batches, cache: TextCache, params: dict, device: torch.device,
@@ -151,9 +170,16 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
             # R1 (loss.r1, off in the paper's objective) every r1_every D updates, scaled by it (lazy, StyleGAN2)
             r1_due = loss_cfg["r1"] > 0 and (state.step * d_steps + d_step) % loss_cfg["r1_every"] == 0
             real_in = shift(mels).requires_grad_(r1_due)
-            real_out, fake_out = D_sync(real_in, text), D_sync(shift(fake.detach()), text)
-        loss_d, logs_d = discriminator_objective(gather_output(fp32(real_out), ctx), gather_output(fp32(fake_out), ctx),
-                                                 caption_ids, loss_cfg)
+            fake_in, fake_text = _with_replay(state, fake.detach(), captions, text, cache, params, device, ctx)
+            real_out, fake_out = D_sync(real_in, text), D_sync(shift(fake_in), fake_text)
+        real_all, fake_all = gather_output(fp32(real_out), ctx), gather_output(fp32(fake_out), ctx)
+        loss_d, logs_d = discriminator_objective(real_all, fake_all, caption_ids, loss_cfg)
+        if loss_cfg["lecam"] > 0:  # issue 19: D's logits held near their moving averages (LeCam, limited data)
+            state.lecam_anchors = lecam_anchors(state.lecam_anchors, real_all.logit, fake_all.logit,
+                                                loss_cfg["lecam_decay"])
+            penalty = lecam_penalty(real_all.logit, fake_all.logit, *state.lecam_anchors)
+            loss_d = loss_d + loss_cfg["lecam"] * penalty
+            logs_d["d/lecam"] = float(penalty.detach())
         if r1_due:
             penalty = r1_penalty(real_out.logit.float(), real_in)
             loss_d = loss_d + 0.5 * loss_cfg["r1"] * loss_cfg["r1_every"] * penalty
@@ -205,11 +231,12 @@ def train_step(state: TrainState, batches, cache: TextCache, params: dict, devic
 
 
 def export_model(state: TrainState, params: dict, text_info: dict, path: Path) -> None:
-    """The artifact that `generate` and `synthesize` load: EMA generator (if any), discriminator, settings,
-    the text encoder (text_info) and the vocoder its front end (`audio`) was made for."""
+    """The artifact that `generate` and `synthesize` load: EMA generator (if any), discriminator, settings (the
+    loss weights tell the offline re-ranker whether D's G2S heads were trained), the text encoder (text_info) and
+    the vocoder its front end (`audio`) was made for."""
     generator = state.generator_ema if state.generator_ema is not None else state.generator
     write_torch(path, {"generator": generator.state_dict(), "discriminator": state.discriminator.state_dict(),
-                       "model": params["model"], "audio": params["audio"], "text": text_info,
+                       "model": params["model"], "loss": params["loss"], "audio": params["audio"], "text": text_info,
                        "vocoder": params["generate"]["vocoder"],
                        "step": state.step, "stand_ins": stand_ins(params)})
 
@@ -249,10 +276,10 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     train_cfg, seed = params["train"], params["seed"]
     local_batch_size(train_cfg["batch_size"], ctx.world_size)
     # mode_seeking: each rank would score its own rows alone; r1: DDP's reducer does not take a double backward;
-    # mismatch: a third D forward the reducer would have to wait for
-    for term in ("mode_seeking", "r1", "mismatch"):
-        if params["loss"][term] > 0 and ctx.world_size > 1:
-            raise ValueError(f"loss.{term} is not implemented for several training processes "
+    # mismatch: a third D forward the reducer would have to wait for; d_replay: each rank's buffer would differ
+    for section, term in (("loss", "mode_seeking"), ("loss", "r1"), ("loss", "mismatch"), ("train", "d_replay")):
+        if params[section][term] > 0 and ctx.world_size > 1:
+            raise ValueError(f"{section}.{term} is not implemented for several training processes "
                              "(train.processes_per_node x train.nodes > 1): set it to 0 or train in one process")
     if ctx.world_size != configured_world_size(train_cfg):
         log.warning("running in %d processes, but train.processes_per_node x train.nodes = %d",
@@ -297,6 +324,13 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     if resumed and evaluation is not None and evaluation.due(state.step, target) and any_rank(
             ctx.is_main and all(entry["step"] != state.step for entry in evaluation.history), ctx):
         evaluation.run(state.step, tracker, ctx)  # the evaluation a stop skipped (below); rank 0 holds the history
+    def checkpoint_off_schedule() -> None:
+        """A checkpoint between scheduled ones: the resumed run restarts this stream and drops what it drew."""
+        state.stream_origin, state.stream_drawn = batches.origin, batches.drawn
+        if ctx.is_main:
+            save_checkpoint(state, checkpoint, config_fp, ctx.world_size)
+        ctx.barrier()
+
     window, logs, started, status = [], {}, time.perf_counter(), "FAILED"
     first_step = state.step
     try:
@@ -316,7 +350,10 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
                 # period): the resumed run makes it up before its first step.
                 if evaluation is not None and evaluation.due(state.step, target) and not stop.requested(ctx):
                     evaluation.run(state.step, tracker, ctx)
-                scheduled = state.step % train_cfg["checkpoint_every"] == 0 or state.step == target
+                # train.steps' end is on schedule; a stop at --max-steps short of it is not (like a stop signal's)
+                scheduled = state.step % train_cfg["checkpoint_every"] == 0 or state.step == train_cfg["steps"]
+                if state.step == target and not scheduled:
+                    checkpoint_off_schedule()
                 if scheduled:
                     state.stream_origin, state.stream_drawn = state.step, 0
                     if ctx.is_main:
@@ -327,10 +364,7 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
                     log_samples(state, cache, params, run_dir / "samples", tracker, device)
                 if state.step < target and stop.requested(ctx):
                     if not scheduled:  # (a scheduled checkpoint was just written, and is exact)
-                        state.stream_origin, state.stream_drawn = batches.origin, batches.drawn
-                        if ctx.is_main:
-                            save_checkpoint(state, checkpoint, config_fp, ctx.world_size)
-                        ctx.barrier()
+                        checkpoint_off_schedule()
                     status = "KILLED"  # MLflow's word for a run stopped from outside; it resumes into the same run
                     raise TrainingStopped(state.step, stop.signal_name, checkpoint)
         status = "FINISHED"

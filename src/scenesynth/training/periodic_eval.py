@@ -19,7 +19,8 @@ What each evaluation leaves:
 - ``checkpoints/eval.json``: every evaluation's numbers and the best so far (metrics/train.json
   and the report's metrics page read it);
 - ``checkpoints/best.pt``: the model file (what model.pt holds) of the step with the best
-  `train.select_by` value, and that record. Both are kept across resumes: a resumed run reads
+  `train.select_by` value, and that record; with `train.keep_eval_models`, ``checkpoints/eval-<step>.pt``
+  the model file of every evaluated step. Both are kept across resumes: a resumed run reads
   the evaluations up to its step back; a run that starts afresh (other settings, data or code)
   sets the old ones aside as ``*.<fingerprint>.*``, as checkpoint.py does with last.pt.
 
@@ -47,11 +48,12 @@ import numpy as np
 import torch
 
 from scenesynth import paths
-from scenesynth.utils.atomic import write_json, write_torch
+from scenesynth.utils.atomic import atomic_path, write_json, write_torch
 
 log = logging.getLogger(__name__)
 EVAL_FILE = "eval.json"
 BEST_FILE = "best.pt"
+EVAL_MODEL_PREFIX = "eval-"  # train.keep_eval_models: checkpoints/eval-<step>.pt
 PREFIX = "eval_"
 
 
@@ -145,6 +147,9 @@ class PeriodicEval:
             old = record.get("fingerprint") if record else None
             _set_aside(record_path, old)
             _set_aside(best_path, old)
+            for kept in self.folder.glob(f"{EVAL_MODEL_PREFIX}*.pt"):  # train.keep_eval_models' files of that run
+                if kept.stem[len(EVAL_MODEL_PREFIX):].isdigit():
+                    _set_aside(kept, old)
             return
         self.history = [entry for entry in record["history"] if entry["step"] <= step]
         if record.get("select_by") != self.select_by:  # best.pt was chosen by another rule: choose again from now
@@ -198,6 +203,9 @@ class PeriodicEval:
         with tempfile.TemporaryDirectory(prefix=".eval.partial-", dir=self.folder) as tmp:
             model = Path(tmp) / "model.pt"
             self.export(model)
+            if self.params["train"]["keep_eval_models"]:  # what the run made at this step, kept beside best.pt
+                with atomic_path(self.folder / f"{EVAL_MODEL_PREFIX}{step:06d}.pt") as kept:
+                    shutil.copyfile(model, kept)
             scorer = self.scorer()
             if not self.params["train"]["eval_fad"]:  # the generator's log-mels only: no clips, no vocoder
                 flat = scorer.mel_reading(model, self.prompts())
