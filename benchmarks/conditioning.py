@@ -13,8 +13,8 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                objective, hinge + SC + F2R + G2S + L2W, which `contrastive` repeats
   hinge_only   hinge loss alone (every contrastive weight 0: the demo's since 2026-12-07)
   contrastive  the paper's four contrastive losses at their weights (1) on top of the overlay
-  no_sc, no_f2r, no_g2s, no_l2w   one contrastive loss left out
-  no_attention no attention stage in G or D (the contrastive losses kept)
+  no_sc, no_f2r, no_g2s, no_l2w   the paper's objective with one contrastive loss left out
+  no_attention no attention stage in G or D (the paper's contrastive losses on)
   contrastive_0.25  every contrastive weight at a quarter of the paper's (hinge at 1)
   noise_blocks z split into one chunk per generator block, into its CBN (BigGAN; model.g_noise_blocks)
   mode_seeking MSGAN's mode-seeking term for G, weight 1 (loss.mode_seeking); mode_seeking_0.1 and _0.3
@@ -63,8 +63,9 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
   input_text   the sentence also enters G's input linear beside z (model.g_input_text): a text-dependent first map
   replay_0.25  a quarter of D's fake rows are earlier generator outputs from a reservoir of them, with their own
                captions (train.d_replay; SimGAN's history): against a D that forgets the event-free scenes G made
-  without_options, hinge_only_without_options   full and hinge_only with the demo's issue-19 choices undone
-               (text.encoder hash, g_noise_maps none): the paper's claim on the generator it describes
+  without_options, hinge_only_without_options   the paper's objective and hinge alone with the demo's other
+               issue-19 choices undone (text.encoder hash, g_noise_maps none): the paper's claim on the generator
+               it describes
 
 Each row carries the per-kind accuracy (a second table: foreground kinds, mean over seeds) and the
 stand-in FAD as a multiple of its real-vs-real floor (evaluation/fd_floor.py).
@@ -99,7 +100,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONTRASTIVE = ("sc", "f2r", "g2s", "l2w")
 # the demo's issue-19 choices undone: the plain hash text stand-in, no noise maps (the paper's generator)
-WITHOUT_OPTIONS = {"text": {"encoder": "hash"}, "model": {"g_noise_maps": "none", "g_noise_strength": 0.0}}
+PAPER_LOSSES = {name: 1.0 for name in CONTRASTIVE}  # the paper's four contrastive weights (params.yaml)
+WITHOUT_OPTIONS = {"text": {"encoder": "hash"}, "model": {"g_noise_maps": "none", "g_noise_strength": 0.0},
+                   "loss": PAPER_LOSSES}
 # G's first map 2 x 8 (one block fewer each side), so D's attention fits its two upper levels
 INIT_2X8 = {"init_shape": [2, 8], "d_attention": ["double", "triple"]}
 SEEKING_ON_4_ROWS = {"mode_seeking": 0.1, "mode_seeking_rows": 4}
@@ -113,9 +116,10 @@ def exported_best(metric: str, prompts: str) -> dict:
 VARIANTS = {
     "full": {},
     "hinge_only": {"loss": {name: 0.0 for name in CONTRASTIVE}},
-    "contrastive": {"loss": {name: 1.0 for name in CONTRASTIVE}},
-    **{f"no_{name}": {"loss": {name: 0.0}} for name in CONTRASTIVE},
-    "no_attention": {"model": {"g_attention": [None], "d_attention": [None]}},
+    "contrastive": {"loss": PAPER_LOSSES},
+    # the paper's objective with one loss left out, or without attention (the demo trains hinge alone since 2026-12-07)
+    **{f"no_{name}": {"loss": {**PAPER_LOSSES, name: 0.0}} for name in CONTRASTIVE},
+    "no_attention": {"model": {"g_attention": [None], "d_attention": [None]}, "loss": PAPER_LOSSES},
     # issue 19: does the generator use its noise? (each off in the paper's objective)
     "noise_blocks": {"model": {"g_noise_blocks": True}},
     "mode_seeking": {"loss": {"mode_seeking": 1.0}},

@@ -191,3 +191,23 @@ def test_keep_eval_models_keeps_each_evaluated_step_s_model_file_and_a_fresh_run
     names = sorted(p.name for p in (tmp_path / "checkpoints").glob("eval-*.pt"))
     set_aside = [name for name in names if name != "eval-000002.pt"]  # the earlier run's: eval-<step>.<its fp>.pt
     assert len(names) == 3 and [name[:12] for name in set_aside] == ["eval-000002.", "eval-000004."]
+
+
+def test_a_resumed_run_drops_the_kept_models_of_steps_after_its_checkpoint(tmp_path):
+    """keep_eval_models: evaluations made after the checkpoint a run resumes from (then killed) are made again;
+    their old files go, so a later reading never sees a step the resumed run has not reached."""
+    from scenesynth.training.periodic_eval import EVAL_FILE, PeriodicEval
+
+    select_by = {"metric": "cond_fg_accuracy", "mode": "max", "prompts": "dev", "n_prompts": 1}
+    params = {"train": {"eval_every": 2, "select_by": select_by}}
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    history = [{"step": 2, "cond_fg_accuracy": 0.5}, {"step": 4, "cond_fg_accuracy": 0.6}]
+    (folder / EVAL_FILE).write_text(json.dumps({"fingerprint": "fp", "select_by": select_by, "history": history,
+                                                "best": {"step": 4}}))
+    for name in ("eval-000002.pt", "eval-000004.pt", "eval-000004.oldfp.pt"):
+        (folder / name).write_bytes(b"model")
+    evaluation = PeriodicEval(params, tmp_path, None, "fp", lambda path: None)
+    evaluation.restore(2, resumed=True)
+    assert sorted(p.name for p in folder.glob("eval-*.pt")) == ["eval-000002.pt", "eval-000004.oldfp.pt"]
+    assert [entry["step"] for entry in evaluation.history] == [2]

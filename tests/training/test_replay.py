@@ -41,3 +41,13 @@ def test_replayed_rows_rounds_and_leaves_one_current_row():
     assert replayed_rows(0.25, 16) == 4 and replayed_rows(0.0, 16) == 0 and replayed_rows(0.5, 1) == 0
     with pytest.raises(ValueError, match="d_replay_size"):
         ReplayBuffer(0)
+
+
+def test_a_partly_filled_reservoir_saves_its_filled_rows_only_as_their_own_copy():
+    """A view would make torch.save write the whole allocation (unfilled rows included), so checkpoint bytes vary."""
+    buffer = ReplayBuffer(8)
+    buffer.offer(mels([1.0, 2.0]), ["a", "b"])
+    saved = buffer.state_dict()["mels"]
+    assert saved.shape[0] == 2 and saved.untyped_storage().nbytes() == saved.numel() * saved.element_size()
+    saved.fill_(0.0)
+    assert buffer.mels[:2].flatten().tolist() == [1.0, 2.0]

@@ -152,6 +152,9 @@ class PeriodicEval:
                     _set_aside(kept, old)
             return
         self.history = [entry for entry in record["history"] if entry["step"] <= step]
+        for kept in self.folder.glob(f"{EVAL_MODEL_PREFIX}*.pt"):  # evaluated after the checkpoint resumed from
+            if kept.stem[len(EVAL_MODEL_PREFIX):].isdigit() and int(kept.stem[len(EVAL_MODEL_PREFIX):]) > step:
+                kept.unlink()
         if record.get("select_by") != self.select_by:  # best.pt was chosen by another rule: choose again from now
             log.warning("train.select_by changed from %s: %s set aside", record.get("select_by"), best_path.name)
             _set_aside(best_path, "select_by-" + str(record.get("select_by", {}).get("metric")))

@@ -55,7 +55,8 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict:
         return {"size": self.size, "seen": self.seen, "captions": list(self.captions),
-                "mels": None if self.mels is None else self.mels[:len(self)].cpu()}
+                "mels": None if self.mels is None else self.mels[:len(self)].detach().cpu().clone()}  # a copy: a
+        # view would save the whole allocation, unfilled rows included, and the checkpoint's bytes would vary
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
         self.seen, self.captions, self.mels = int(state["seen"]), list(state["captions"]), None
