@@ -277,17 +277,18 @@ def heard_as_by_step(params: dict, data: dict, root: Path, run: Path) -> dict:
     read on the dev prompts by the mel reading, so a lost kind shows what it became."""
     from scenesynth.data.manifest import read_dev_prompts, read_manifest
     from scenesynth.evaluation.conditioning_score import load_real_clips, mel_reading
+    from scenesynth.training.periodic_eval import kept_models
 
     manifest = read_manifest(data["raw"])
     dev = read_dev_prompts(data["dev"])
     real = load_real_clips(params, manifest[manifest["split"] == "train"], dev)
     n_z, out = params["evaluate"]["conditioning_z"], {}
-    for path in sorted((run / "train" / "checkpoints").glob("eval-*.pt")):
+    for step, path in kept_models(run / "train" / "checkpoints").items():
         predicted = mel_reading(params, real, dev, path, root / "no_pretrained")["generated"]["fg_predicted"]
         counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         for asked, heard in zip([kind for kind in dev["foreground"] for _ in range(n_z)], predicted):
             counts[str(asked)][str(heard)] += 1
-        out[int(path.stem.split("-")[1])] = {kind: dict(c.most_common()) for kind, c in sorted(counts.items())}
+        out[step] = {kind: dict(c.most_common()) for kind, c in sorted(counts.items())}
     return out
 
 

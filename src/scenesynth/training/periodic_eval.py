@@ -115,6 +115,12 @@ def check_settings(params: dict, inputs: EvalInputs | None) -> None:
                                     f"run the {stage} stage first, or set train.eval_every: 0")
 
 
+def kept_models(folder: Path) -> dict[int, Path]:
+    """train.keep_eval_models' files in ``folder``, {step: path}; those another run set aside are not among them."""
+    steps = {path: path.stem[len(EVAL_MODEL_PREFIX):] for path in Path(folder).glob(f"{EVAL_MODEL_PREFIX}*.pt")}
+    return {int(step): path for path, step in sorted(steps.items()) if step.isdigit()}
+
+
 def _set_aside(path: Path, fingerprint: str | None) -> None:
     if path.exists():
         kept = path.with_name(f"{path.stem}.{fingerprint or 'unknown'}{path.suffix}")
@@ -147,13 +153,12 @@ class PeriodicEval:
             old = record.get("fingerprint") if record else None
             _set_aside(record_path, old)
             _set_aside(best_path, old)
-            for kept in self.folder.glob(f"{EVAL_MODEL_PREFIX}*.pt"):  # train.keep_eval_models' files of that run
-                if kept.stem[len(EVAL_MODEL_PREFIX):].isdigit():
-                    _set_aside(kept, old)
+            for kept in kept_models(self.folder).values():  # train.keep_eval_models' files of that run
+                _set_aside(kept, old)
             return
         self.history = [entry for entry in record["history"] if entry["step"] <= step]
-        for kept in self.folder.glob(f"{EVAL_MODEL_PREFIX}*.pt"):  # evaluated after the checkpoint resumed from
-            if kept.stem[len(EVAL_MODEL_PREFIX):].isdigit() and int(kept.stem[len(EVAL_MODEL_PREFIX):]) > step:
+        for kept_step, kept in kept_models(self.folder).items():  # evaluated after the checkpoint resumed from
+            if kept_step > step:
                 kept.unlink()
         if record.get("select_by") != self.select_by:  # best.pt was chosen by another rule: choose again from now
             log.warning("train.select_by changed from %s: %s set aside", record.get("select_by"), best_path.name)
