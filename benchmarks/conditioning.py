@@ -195,7 +195,7 @@ def with_variant(params: dict, variant: str, seed: int, steps: int | None, audio
     # the mel reading below is the score; the audio reading (Griffin-Lim of the training clips) only if asked
     out["evaluate"].update(conditioning=audio_reading)
     out["train"]["keep_eval_models"] = heard_as  # --heard-as reads every evaluated step's model file ...
-    if heard_as and not out["train"]["eval_every"]:  # ... so an overlay that evaluates never evaluates the last step
+    if heard_as and not out["train"]["eval_every"]:  # ... so an overlay that never evaluates evaluates its last step
         out["train"]["eval_every"] = out["train"]["steps"]
     return out
 
@@ -258,12 +258,16 @@ def _one_run(job: tuple) -> dict:
         reading, heard = scores["conditioning"], scores["conditioning"]["audio"]
         audio = {"audio_fg_accuracy": heard["generated"]["fg_accuracy"], "audio_bg_accuracy": heard["generated"]["bg_accuracy"],
                  "audio_fg_ceiling": heard["ceiling"]["fg_accuracy"], "audio_fg_per_kind": heard["generated"]["fg_per_kind"]}
-    else:
-        dev = read_dev_prompts(data["dev"])
-        reading = mel_reading(params, load_real_clips(params, train, dev), dev, model, root / "no_pretrained")
+    dev = read_dev_prompts(data["dev"])
+    # the real clips the mel reading's readers are fitted on, read once for the score and --heard-as
+    real = (load_real_clips(params, train, dev)
+            if not params["evaluate"]["conditioning"] or params["train"]["keep_eval_models"] else None)
+    if not params["evaluate"]["conditioning"]:
+        reading = mel_reading(params, real, dev, model, root / "no_pretrained")
     g = reading["generated"]
-    heard = heard_as_by_step(params, data, root, run) if params["train"]["keep_eval_models"] else {}
-    return {**({"heard_as": heard} if heard else {}), "variant": variant, "seed": seed, "fg_accuracy": g["fg_accuracy"], "bg_accuracy": g["bg_accuracy"],
+    heard_as = heard_as_by_step(params, real, dev, root, run) if params["train"]["keep_eval_models"] else {}
+    return {**({"heard_as": heard_as} if heard_as else {}),
+            "variant": variant, "seed": seed, "fg_accuracy": g["fg_accuracy"], "bg_accuracy": g["bg_accuracy"],
             "fg_chance": g["fg_chance"], "bg_chance": g["bg_chance"], "fg_ceiling": reading["ceiling"]["fg_accuracy"],
             "bg_ceiling": reading["ceiling"]["bg_accuracy"], "diversity": reading["diversity"]["ratio"],
             "fad": fad["fad_mean"], "fad_over_floor": fad.get("fad_over_floor"), "steps": params["train"]["steps"],
@@ -272,16 +276,12 @@ def _one_run(job: tuple) -> dict:
             "train_seconds": round(trained - started, 1), "seconds": round(time.perf_counter() - started, 1)}
 
 
-def heard_as_by_step(params: dict, data: dict, root: Path, run: Path) -> dict:
+def heard_as_by_step(params: dict, real, dev, root: Path, run: Path) -> dict:
     """{step: {kind asked for: {kind heard: clips}}}: each evaluated step's model file (train.keep_eval_models)
     read on the dev prompts by the mel reading, so a lost kind shows what it became."""
-    from scenesynth.data.manifest import read_dev_prompts, read_manifest
-    from scenesynth.evaluation.conditioning_score import load_real_clips, mel_reading
+    from scenesynth.evaluation.conditioning_score import mel_reading
     from scenesynth.training.periodic_eval import kept_models
 
-    manifest = read_manifest(data["raw"])
-    dev = read_dev_prompts(data["dev"])
-    real = load_real_clips(params, manifest[manifest["split"] == "train"], dev)
     n_z, out = params["evaluate"]["conditioning_z"], {}
     for step, path in kept_models(run / "train" / "checkpoints").items():
         predicted = mel_reading(params, real, dev, path, root / "no_pretrained")["generated"]["fg_predicted"]

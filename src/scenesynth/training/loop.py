@@ -324,9 +324,10 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     if resumed and evaluation is not None and evaluation.due(state.step, target) and any_rank(
             ctx.is_main and all(entry["step"] != state.step for entry in evaluation.history), ctx):
         evaluation.run(state.step, tracker, ctx)  # the evaluation a stop skipped (below); rank 0 holds the history
-    def checkpoint_off_schedule() -> None:
-        """A checkpoint between scheduled ones: the resumed run restarts this stream and drops what it drew."""
-        state.stream_origin, state.stream_drawn = batches.origin, batches.drawn
+    def checkpoint_here(scheduled: bool) -> None:
+        """last.pt now. Off schedule, the resumed run restarts this batch stream and drops what it drew; on
+        schedule the stream restarts here (a fresh one per scheduled checkpoint)."""
+        state.stream_origin, state.stream_drawn = (state.step, 0) if scheduled else (batches.origin, batches.drawn)
         if ctx.is_main:
             save_checkpoint(state, checkpoint, config_fp, ctx.world_size)
         ctx.barrier()
@@ -352,19 +353,15 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
                     evaluation.run(state.step, tracker, ctx)
                 # train.steps' end is on schedule; a stop at --max-steps short of it is not (like a stop signal's)
                 scheduled = state.step % train_cfg["checkpoint_every"] == 0 or state.step == train_cfg["steps"]
-                if state.step == target and not scheduled:
-                    checkpoint_off_schedule()
+                if scheduled or state.step == target:
+                    checkpoint_here(scheduled)
                 if scheduled:
-                    state.stream_origin, state.stream_drawn = state.step, 0
-                    if ctx.is_main:
-                        save_checkpoint(state, checkpoint, config_fp, ctx.world_size)
-                    ctx.barrier()
                     batches = new_stream(state.step)
                 if ctx.is_main and (state.step % train_cfg["sample_every"] == 0 or state.step == target):
                     log_samples(state, cache, params, run_dir / "samples", tracker, device)
                 if state.step < target and stop.requested(ctx):
                     if not scheduled:  # (a scheduled checkpoint was just written, and is exact)
-                        checkpoint_off_schedule()
+                        checkpoint_here(scheduled=False)
                     status = "KILLED"  # MLflow's word for a run stopped from outside; it resumes into the same run
                     raise TrainingStopped(state.step, stop.signal_name, checkpoint)
         status = "FINISHED"
