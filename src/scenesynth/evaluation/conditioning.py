@@ -16,8 +16,9 @@ So there are two readings, each with its own ceiling:
   and applied to the generator's log-mels, before any vocoder. Ceiling: the real dev clips'
   log-mels through the same front end.
 - ``audio``: the classifier reads the ``logmel_stats`` embedding of audio, trained on real training
-  clips resynthesised through the same vocoder stand-in (front end -> Griffin-Lim) and applied to
-  the generate stage's clips. Ceiling: the real dev clips resynthesised alike.
+  clips resynthesised through the same vocoder stand-in (front end -> Griffin-Lim) and written as
+  the generate stage writes its clips (its output rate, 16-bit), and applied to the generate
+  stage's clips. Ceiling: the real dev clips resynthesised alike.
 
 Features of a log-mel [F, T] (``mel_features``): the per-bin mean, the per-bin standard deviation
 and the per-bin mean absolute frame-to-frame change over time (3F values): level, spectral shape,

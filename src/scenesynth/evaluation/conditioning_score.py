@@ -8,9 +8,12 @@ conditioning.py holds the readers (features, classifier, diversity); this module
   from ``seed``), before any vocoder, so the score measures the generator alone. Ceiling: the real
   dev clips' log-mels.
 - audio reading (``audio``): readers fitted on ``conditioning_resynth_clips`` training clips sent
-  through front end -> Griffin-Lim -> front end, applied to the generate stage's clips (first seed)
-  through the same front end. Ceiling: the real dev clips resynthesised alike. This one sees what
-  a listener hears, vocoder included, without reading the vocoder's artifacts as classes.
+  through front end -> Griffin-Lim -> the generate stage's output (``generate.sample_rate``, 16-bit)
+  -> front end, applied to the generate stage's clips (first seed) through the same front end.
+  Ceiling: the real dev clips resynthesised alike. This one sees what a listener hears, vocoder and
+  file format included, without reading the vocoder's artifacts as classes. (The output rate
+  matters: at 32 kHz nothing is left above 16 kHz, the demo's top mel bin, so the readers are
+  fitted on clips that lack it too.)
 - diversity: the generator's spread over z for one prompt against real clips of one kind.
 
 Only frames that hold audio are read (``true_frames``), so zero padding is never a feature.
@@ -18,12 +21,14 @@ Only frames that hold audio are read (``true_frames``), so zero padding is never
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 import soxr
 import torch
 
@@ -32,7 +37,7 @@ from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest
 from scenesynth.evaluation.conditioning import diversity, mel_features, reading
 from scenesynth.features.mel import MelFrontEnd
 from scenesynth.inference.griffin_lim import griffin_lim
-from scenesynth.inference.protocol import load_model
+from scenesynth.inference.protocol import load_model, to_output_rate
 from scenesynth.text.prompts import PromptEncoder
 
 log = logging.getLogger(__name__)
@@ -99,11 +104,27 @@ def real_mels(table: pd.DataFrame, front_end: MelFrontEnd) -> tuple[pd.DataFrame
     return table.iloc[keep].reset_index(drop=True), mels, skipped
 
 
-def resynthesised(mels: list[np.ndarray], front_end: MelFrontEnd, iters: int) -> list[np.ndarray]:
-    """log-mel -> Griffin-Lim -> front end again: what a clip looks like after the demo's vocoder."""
+def as_written(wave: np.ndarray, rate: int, out_rate: int) -> np.ndarray:
+    """A vocoded clip as the generate stage writes it and the audio reading reads it back: ``out_rate``
+    (soxr VHQ, as protocol.to_output_rate), clipped, 16-bit WAV, then at ``rate`` again (soxr HQ, as
+    ``load_at``)."""
+    clip = np.clip(to_output_rate(wave, rate, out_rate, len(wave) / rate), -1.0, 1.0)
+    buffer = io.BytesIO()
+    sf.write(buffer, clip, out_rate, format="WAV", subtype="PCM_16")
+    buffer.seek(0)
+    back, _ = sf.read(buffer, dtype="float32")
+    return back if out_rate == rate else soxr.resample(back, out_rate, rate, quality="HQ")
+
+
+def resynthesised(mels: list[np.ndarray], front_end: MelFrontEnd, iters: int,
+                  out_rate: int | None = None) -> list[np.ndarray]:
+    """log-mel -> Griffin-Lim (-> the generate stage's file at ``out_rate``, when given) -> front end again:
+    what a clip looks like after the demo's vocoder."""
     out = []
     for i, mel in enumerate(mels):
         wave = griffin_lim(mel, front_end, n_iter=iters, seed=i)
+        if out_rate is not None:
+            wave = as_written(wave, front_end.settings.sample_rate, out_rate)
         again, frames = front_end.clip_to_mel(wave)
         out.append(again[:, : max(min(frames, mel.shape[1]), 2)].astype(np.float32))
     return out
@@ -241,22 +262,23 @@ def audio_reading(params: dict, real: RealClips, dev: pd.DataFrame,
         return {"skipped": "the audio reading resynthesises with Griffin-Lim; this run used "
                            f"{params['generate']['vocoder']}"}, None
     front_end = MelFrontEnd.from_params(params["audio"])
-    iters = params["generate"]["griffin_lim_iters"]
+    iters, out_rate = params["generate"]["griffin_lim_iters"], params["generate"]["sample_rate"]
     n = min(params["evaluate"]["conditioning_resynth_clips"], len(real.train_mels))
     pick = np.sort(np.random.default_rng(params["seed"]).choice(len(real.train_mels), size=n, replace=False))
     train_fg, train_bg = _labels(real.train.iloc[pick])
-    train_x = mel_features(resynthesised([real.train_mels[i] for i in pick], front_end, iters))
+    train_x = mel_features(resynthesised([real.train_mels[i] for i in pick], front_end, iters, out_rate))
     clips = pd.DataFrame({"key": list(dev["key"]), "path": [str(first_seed[k]) for k in dev["key"]]})
     _, clip_mels, unreadable = real_mels(clips, front_end)
     if unreadable:
         raise AudioReadError(f"{unreadable[0]['path']}: generated clip unreadable ({unreadable[0]['reason']})")
     (dev_fg, dev_bg), (ceiling_fg, ceiling_bg) = _labels(dev), _labels(real.dev)
     out = reading(train_x, train_fg, train_bg, mel_features(clip_mels), dev_fg, dev_bg,
-                  ceiling=mel_features(resynthesised(real.dev_mels, front_end, iters)),
+                  ceiling=mel_features(resynthesised(real.dev_mels, front_end, iters, out_rate)),
                   ceiling_fg=ceiling_fg, ceiling_bg=ceiling_bg)
     labels = {task: out["generated"].pop(f"{task}_predicted") for task in ("fg", "bg")}
     heard = {key: {"foreground": fg, "background": bg} for key, fg, bg in zip(dev["key"], labels["fg"], labels["bg"])}
     return {"generated": out["generated"], "ceiling": out["ceiling"], "n_training_clips": int(n),
-            "griffin_lim_iters": iters,
+            "griffin_lim_iters": iters, "output_rate": out_rate,
             "what": "the generate stage's clips (first seed) through the front end, against readers fitted on "
-                    "training clips resynthesised by front end + Griffin-Lim; ceiling: the real dev clips alike"}, heard
+                    "training clips resynthesised by front end + Griffin-Lim + the generate stage's output rate and "
+                    "16-bit file; ceiling: the real dev clips alike"}, heard
