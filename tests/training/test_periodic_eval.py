@@ -211,3 +211,17 @@ def test_a_resumed_run_drops_the_kept_models_of_steps_after_its_checkpoint(tmp_p
     evaluation.restore(2, resumed=True)
     assert sorted(p.name for p in folder.glob("eval-*.pt")) == ["eval-000002.pt", "eval-000004.oldfp.pt"]
     assert [entry["step"] for entry in evaluation.history] == [2]
+
+
+def test_a_stop_at_max_steps_between_evaluations_adds_none_and_resumes_as_if_uninterrupted(tmp_path, evaluated,
+                                                                                         tiny_data, eval_inputs):
+    """--max-steps short of train.steps is an interruption: no evaluation at step 3 (off train.eval_every), so
+    the resumed run's history and best step are those of the run that never stopped."""
+    params = evaluated["params"]
+    stopped = run(params, tiny_data, tmp_path, eval_inputs, max_steps=3)
+    assert [e["step"] for e in stopped["eval_history"]] == [2]
+    summary = run(params, tiny_data, tmp_path, eval_inputs)
+    assert [e["step"] for e in summary["eval_history"]] == [2, 4]
+    assert summary["best_step"] == evaluated["summary"]["best_step"]
+    record = json.loads((tmp_path / "checkpoints" / EVAL_FILE).read_text())
+    assert [e["step"] for e in record["history"]] == [2, 4]

@@ -295,7 +295,8 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
     config_fp = training_fingerprint(params, data_identity)
     resumed = _resume(state, checkpoint, config_fp, ctx)
     wrapped = (wrap(state.generator, ctx), wrap(state.discriminator, ctx)) if ctx.active else None
-    target = train_cfg["steps"] if max_steps is None else min(max_steps, train_cfg["steps"])
+    end = train_cfg["steps"]  # the run's end; --max-steps may stop it short (an interruption, resumable)
+    target = end if max_steps is None else min(max_steps, end)
     evaluation = periodic_eval(params, run_dir, eval_inputs, config_fp, state.step, resumed, ctx.is_main,
                                lambda path: export_model(state, params, cache.info, path))
     tracker = Tracker(params, run_dir, resume=resumed, data_hash=fingerprint(data_identity)) if ctx.is_main else None
@@ -321,7 +322,9 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
         torch.set_rng_state(rng[0])
         if rng[1] is not None:
             torch.cuda.set_rng_state(rng[1])
-    if resumed and evaluation is not None and evaluation.due(state.step, target) and any_rank(
+    # Evaluations fall on train.eval_every and train.steps' end, not on a --max-steps stop short of it: that
+    # stop is an interruption (as a signal's), and the resumed run's history must be an uninterrupted one's.
+    if resumed and evaluation is not None and evaluation.due(state.step, end) and any_rank(
             ctx.is_main and all(entry["step"] != state.step for entry in evaluation.history), ctx):
         evaluation.run(state.step, tracker, ctx)  # the evaluation a stop skipped (below); rank 0 holds the history
     def checkpoint_here(scheduled: bool) -> None:
@@ -349,10 +352,10 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
                     window = []
                 # Before the checkpoint of this step; not when stopping (an evaluation can outlast a signal's grace
                 # period): the resumed run makes it up before its first step.
-                if evaluation is not None and evaluation.due(state.step, target) and not stop.requested(ctx):
+                if evaluation is not None and evaluation.due(state.step, end) and not stop.requested(ctx):
                     evaluation.run(state.step, tracker, ctx)
                 # train.steps' end is on schedule; a stop at --max-steps short of it is not (like a stop signal's)
-                scheduled = state.step % train_cfg["checkpoint_every"] == 0 or state.step == train_cfg["steps"]
+                scheduled = state.step % train_cfg["checkpoint_every"] == 0 or state.step == end
                 if scheduled or state.step == target:
                     checkpoint_here(scheduled)
                 if scheduled:
