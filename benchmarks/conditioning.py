@@ -175,6 +175,8 @@ VARIANTS = {
     "mode_seeking_0.2_rows_4_lecam_0.3": {"loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2, "lecam": 0.3}},
     "mode_seeking_0.2_rows_4_d_time_delta": {"model": {"d_time_delta": True},
                                              "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2}},
+    "mode_seeking_0.2_rows_4_d_time_delta_1000": {"model": {"d_time_delta": True}, "train": {"steps": 1000},
+                                                  "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2}},
     "input_text": {"model": {"g_input_text": True}},
     "replay_0.25": {"train": {"d_replay": 0.25}},
     "r1_10": {"loss": {"r1": 10.0}},
