@@ -82,9 +82,13 @@ NOISE_STREAM = 7_919  # the score's noise is its own, apart from generate's cand
 SELECTION_NOISE_STREAM = 7_927
 
 
-def load_at(path: str | Path, rate: int) -> np.ndarray:
-    wave, source_rate = load_mono(path)
+def at_rate(wave: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
+    """``wave`` at ``rate`` (soxr HQ), as every clip a reading reads is brought to the front end's rate."""
     return wave if source_rate == rate else soxr.resample(wave, source_rate, rate, quality="HQ")
+
+
+def load_at(path: str | Path, rate: int) -> np.ndarray:
+    return at_rate(*load_mono(path), rate)
 
 
 def real_mels(table: pd.DataFrame, front_end: MelFrontEnd) -> tuple[pd.DataFrame, list[np.ndarray], list[dict]]:
@@ -106,14 +110,13 @@ def real_mels(table: pd.DataFrame, front_end: MelFrontEnd) -> tuple[pd.DataFrame
 
 def as_written(wave: np.ndarray, rate: int, out_rate: int) -> np.ndarray:
     """A vocoded clip as the generate stage writes it and the audio reading reads it back: ``out_rate``
-    (soxr VHQ, as protocol.to_output_rate), clipped, 16-bit WAV, then at ``rate`` again (soxr HQ, as
+    (soxr VHQ, as protocol.to_output_rate), clipped, 16-bit WAV, then at ``rate`` again (``at_rate``, as
     ``load_at``)."""
     clip = np.clip(to_output_rate(wave, rate, out_rate, len(wave) / rate), -1.0, 1.0)
     buffer = io.BytesIO()
     sf.write(buffer, clip, out_rate, format="WAV", subtype="PCM_16")
     buffer.seek(0)
-    back, _ = sf.read(buffer, dtype="float32")
-    return back if out_rate == rate else soxr.resample(back, out_rate, rate, quality="HQ")
+    return at_rate(sf.read(buffer, dtype="float32")[0], out_rate, rate)
 
 
 def resynthesised(mels: list[np.ndarray], front_end: MelFrontEnd, iters: int,
