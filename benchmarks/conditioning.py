@@ -10,8 +10,13 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
   full         the overlay as it is. For the demo: since issue 19's morning session of 2026-12-06 model.pt is its
                best step on training captions (rows measured before exported the last step, which export_last
                repeats), and since 2026-12-07 it trains hinge alone; rows measured before trained the paper's
-               objective, hinge + SC + F2R + G2S + L2W, which `contrastive` repeats
+               objective, hinge + SC + F2R + G2S + L2W, which `contrastive` repeats. Since the evening of
+               2026-12-07 it adds mode seeking (0.25, 4 rows), D's onset channel and the caption check
+               (mismatch 1) and trains 1 000 steps; rows measured before trained without them, 1 200 steps,
+               which `plain_hinge` repeats
   hinge_only   hinge loss alone (every contrastive weight 0: the demo's since 2026-12-07)
+  plain_hinge  the demo of 2026-12-07's day: hinge alone without mode seeking, D's onset channel or the
+               caption check, 1 200 steps
   contrastive  the paper's four contrastive losses at their weights (1) on top of the overlay
   no_sc, no_f2r, no_g2s, no_l2w   the paper's objective with one contrastive loss left out
   no_attention no attention stage in G or D (the paper's contrastive losses on)
@@ -60,6 +65,11 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
   r1_10 / r1_100  R1 on D's slope at real clips, gamma 10 / 100, every 4th D update (loss.r1, r1_every)
   lecam_0.3    LeCam regularisation on D at the LeCam paper's BigGAN weight (loss.lecam): D's logits held near the
                moving averages of the other side's, against a D that memorises 480 clips
+  mode_seeking_0.2_rows_4_lecam_0.3, mode_seeking_0.2_rows_4_d_time_delta   mode_seeking_0.2_rows_4 with LeCam / with
+               D's onset channel; _d_time_delta_1000 the latter trained 1 000 steps (its step costs more: the demo's
+               time); _d_time_delta_mismatch_1_1000 with mismatch_1 on top (D checks the caption: against a run
+               that drops the background some foregrounds are asked with), _mismatch_2_1000 at weight 2;
+               mode_seeking_0.25_rows_4_d_time_delta_mismatch_1_1000 with mode seeking at 0.25
   input_text   the sentence also enters G's input linear beside z (model.g_input_text): a text-dependent first map
   replay_0.25  a quarter of D's fake rows are earlier generator outputs from a reservoir of them, with their own
                captions (train.d_replay; SimGAN's history): against a D that forgets the event-free scenes G made
@@ -101,8 +111,11 @@ REPO = Path(__file__).resolve().parents[1]
 CONTRASTIVE = ("sc", "f2r", "g2s", "l2w")
 # the demo's issue-19 choices undone: the plain hash text stand-in, no noise maps (the paper's generator)
 PAPER_LOSSES = {name: 1.0 for name in CONTRASTIVE}  # the paper's four contrastive weights (params.yaml)
-WITHOUT_OPTIONS = {"text": {"encoder": "hash"}, "model": {"g_noise_maps": "none", "g_noise_strength": 0.0},
-                   "loss": PAPER_LOSSES}
+# (and, since the evening of 2026-12-07, no mode seeking, onset channel or caption check)
+PLAIN_LOSS = {"mode_seeking": 0.0, "mode_seeking_rows": 8, "mismatch": 0.0}
+WITHOUT_OPTIONS = {"text": {"encoder": "hash"},
+                   "model": {"g_noise_maps": "none", "g_noise_strength": 0.0, "d_time_delta": False},
+                   "loss": {**PAPER_LOSSES, **PLAIN_LOSS}}
 # G's first map 2 x 8 (one block fewer each side), so D's attention fits its two upper levels
 INIT_2X8 = {"init_shape": [2, 8], "d_attention": ["double", "triple"]}
 SEEKING_ON_4_ROWS = {"mode_seeking": 0.1, "mode_seeking_rows": 4}
@@ -116,6 +129,7 @@ def exported_best(metric: str, prompts: str) -> dict:
 VARIANTS = {
     "full": {},
     "hinge_only": {"loss": {name: 0.0 for name in CONTRASTIVE}},
+    "plain_hinge": {"model": {"d_time_delta": False}, "loss": PLAIN_LOSS, "train": {"steps": 1200}},
     "contrastive": {"loss": PAPER_LOSSES},
     # the paper's objective with one loss left out, or without attention (the demo trains hinge alone since 2026-12-07)
     **{f"no_{name}": {"loss": {**PAPER_LOSSES, name: 0.0}} for name in CONTRASTIVE},
@@ -177,12 +191,21 @@ VARIANTS = {
                                              "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2}},
     "mode_seeking_0.2_rows_4_d_time_delta_1000": {"model": {"d_time_delta": True}, "train": {"steps": 1000},
                                                   "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2}},
+    "mode_seeking_0.2_rows_4_d_time_delta_mismatch_1_1000": {"model": {"d_time_delta": True}, "train": {"steps": 1000},
+                                                             "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2,
+                                                                      "mismatch": 1.0}},
+    "mode_seeking_0.2_rows_4_d_time_delta_mismatch_2_1000": {"model": {"d_time_delta": True}, "train": {"steps": 1000},
+                                                             "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2,
+                                                                      "mismatch": 2.0}},
+    "mode_seeking_0.25_rows_4_d_time_delta_mismatch_1_1000": {"model": {"d_time_delta": True}, "train": {"steps": 1000},
+                                                              "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.25,
+                                                                       "mismatch": 1.0}},
     "input_text": {"model": {"g_input_text": True}},
     "replay_0.25": {"train": {"d_replay": 0.25}},
     "r1_10": {"loss": {"r1": 10.0}},
     "r1_100": {"loss": {"r1": 100.0}},
     "without_options": WITHOUT_OPTIONS,
-    "hinge_only_without_options": {**WITHOUT_OPTIONS, "loss": {name: 0.0 for name in CONTRASTIVE}},
+    "hinge_only_without_options": {**WITHOUT_OPTIONS, "loss": {**PLAIN_LOSS, **{name: 0.0 for name in CONTRASTIVE}}},
     "diversity_all": {"model": {"g_noise_blocks": True, "d_minibatch_std": 4}, "loss": {"mode_seeking": 1.0}},
 }
 
