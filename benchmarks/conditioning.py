@@ -14,11 +14,13 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                2026-12-07 it adds mode seeking (0.25, 4 rows), D's onset channel and the caption check
                (mismatch 1) and trains 1 000 steps; rows measured before trained without them, 1 200 steps,
                which `plain_hinge` repeats
+  demo_contrastive  the overlay as it is with the paper's four contrastive losses at their weights (1): for the
+               demo, the paper's objective with the options the demo keeps
 
 Every variant below was measured on that earlier demo and runs on it: its changes on top of `plain_hinge`'s
 (PLAIN_DEMO: no mode seeking, onset channel or caption check, 1 200 steps), so that its rows in
 docs/benchmarks.md repeat; in their text, `full` is the demo of their session (compare with --reference
-plain_hinge). A variant of today's demo is `full` with its own changes.
+plain_hinge).
 
   plain_hinge  the demo of 2026-12-07's day: hinge alone without mode seeking, D's onset channel or the
                caption check, 1 200 steps
@@ -224,7 +226,9 @@ def on_plain_demo(variant: dict) -> dict:
     return merged
 
 
-VARIANTS = {"full": {}, **{name: on_plain_demo(changes) for name, changes in MEASURED_ON_PLAIN_DEMO.items()}}
+VARIANTS = {"full": {}, **{name: on_plain_demo(changes) for name, changes in MEASURED_ON_PLAIN_DEMO.items()},
+            # variants of today's demo
+            "demo_contrastive": {"loss": PAPER_LOSSES}}
 
 
 def with_variant(params: dict, variant: str, seed: int, steps: int | None, audio_reading: bool = False,
