@@ -20,7 +20,7 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
 Every variant below was measured on that earlier demo and runs on it: its changes on top of `plain_hinge`'s
 (PLAIN_DEMO: no mode seeking, onset channel or caption check, 1 200 steps), so that its rows in
 docs/benchmarks.md repeat; in their text, `full` is the demo of their session (compare with --reference
-plain_hinge).
+plain_hinge). With another --overlay they too train 1 200 steps unless --steps says otherwise.
 
   plain_hinge  the demo of 2026-12-07's day: hinge alone without mode seeking, D's onset channel or the
                caption check, 1 200 steps
