@@ -135,6 +135,14 @@ def exported_best(metric: str, prompts: str) -> dict:
     return {"export": "best", "select_by": {"metric": metric, "mode": "max", "prompts": prompts, "n_prompts": 120}}
 
 
+def seeking_with_onsets(weight: float, mismatch: float = 0.0, steps: int | None = None) -> dict:
+    """Mode seeking at ``weight`` on 4 rows with D's onset channel (model.d_time_delta), D's caption check at
+    ``mismatch``, trained ``steps`` (None: the demo's)."""
+    changes = {"model": {"d_time_delta": True},
+               "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": weight, "mismatch": mismatch}}
+    return {**changes, "train": {"steps": steps}} if steps else changes
+
+
 MEASURED_ON_PLAIN_DEMO = {
     "hinge_only": {"loss": {name: 0.0 for name in CONTRASTIVE}},
     "plain_hinge": {},
@@ -195,19 +203,11 @@ MEASURED_ON_PLAIN_DEMO = {
     "mismatch_1": {"loss": {"mismatch": 1.0}},
     "lecam_0.3": {"loss": {"lecam": 0.3}},
     "mode_seeking_0.2_rows_4_lecam_0.3": {"loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2, "lecam": 0.3}},
-    "mode_seeking_0.2_rows_4_d_time_delta": {"model": {"d_time_delta": True},
-                                             "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2}},
-    "mode_seeking_0.2_rows_4_d_time_delta_1000": {"model": {"d_time_delta": True}, "train": {"steps": 1000},
-                                                  "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2}},
-    "mode_seeking_0.2_rows_4_d_time_delta_mismatch_1_1000": {"model": {"d_time_delta": True}, "train": {"steps": 1000},
-                                                             "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2,
-                                                                      "mismatch": 1.0}},
-    "mode_seeking_0.2_rows_4_d_time_delta_mismatch_2_1000": {"model": {"d_time_delta": True}, "train": {"steps": 1000},
-                                                             "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.2,
-                                                                      "mismatch": 2.0}},
-    "mode_seeking_0.25_rows_4_d_time_delta_mismatch_1_1000": {"model": {"d_time_delta": True}, "train": {"steps": 1000},
-                                                              "loss": {**SEEKING_ON_4_ROWS, "mode_seeking": 0.25,
-                                                                       "mismatch": 1.0}},
+    "mode_seeking_0.2_rows_4_d_time_delta": seeking_with_onsets(0.2),
+    "mode_seeking_0.2_rows_4_d_time_delta_1000": seeking_with_onsets(0.2, steps=1000),
+    "mode_seeking_0.2_rows_4_d_time_delta_mismatch_1_1000": seeking_with_onsets(0.2, mismatch=1.0, steps=1000),
+    "mode_seeking_0.2_rows_4_d_time_delta_mismatch_2_1000": seeking_with_onsets(0.2, mismatch=2.0, steps=1000),
+    "mode_seeking_0.25_rows_4_d_time_delta_mismatch_1_1000": seeking_with_onsets(0.25, mismatch=1.0, steps=1000),
     "input_text": {"model": {"g_input_text": True}},
     "replay_0.25": {"train": {"d_replay": 0.25}},
     "r1_10": {"loss": {"r1": 10.0}},
