@@ -16,6 +16,9 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                which `plain_hinge` repeats
   demo_contrastive  the overlay as it is with the paper's four contrastive losses at their weights (1): for the
                demo, the paper's objective with the options the demo keeps
+  d_peak       the overlay with D's peak channel (model.d_peak): each bin's maximum over the clip as one more input
+               channel; g_peak_norm with G's output peak-normalised instead, its top from the sentence (model.g_peak_norm);
+               g_peak_norm_mode_seeking_0.4 / _0.6 with mode seeking at that weight (the demo's 0.25)
 
 Every variant below was measured on that earlier demo and runs on it: its changes on top of `plain_hinge`'s
 (PLAIN_DEMO: no mode seeking, onset channel or caption check, 1 200 steps), so that its rows in
@@ -228,7 +231,11 @@ def on_plain_demo(variant: dict) -> dict:
 
 VARIANTS = {"full": {}, **{name: on_plain_demo(changes) for name, changes in MEASURED_ON_PLAIN_DEMO.items()},
             # variants of today's demo
-            "demo_contrastive": {"loss": PAPER_LOSSES}}
+            "demo_contrastive": {"loss": PAPER_LOSSES},
+            "d_peak": {"model": {"d_peak": True}},
+            "g_peak_norm": {"model": {"g_peak_norm": True}},
+            **{f"g_peak_norm_mode_seeking_{weight}": {"model": {"g_peak_norm": True}, "loss": {"mode_seeking": weight}}
+               for weight in (0.4, 0.6)}}
 
 
 def with_variant(params: dict, variant: str, seed: int, steps: int | None, audio_reading: bool = False,
@@ -319,6 +326,7 @@ def _one_run(job: tuple) -> dict:
             "variant": variant, "seed": seed, "fg_accuracy": g["fg_accuracy"], "bg_accuracy": g["bg_accuracy"],
             "fg_chance": g["fg_chance"], "bg_chance": g["bg_chance"], "fg_ceiling": reading["ceiling"]["fg_accuracy"],
             "bg_ceiling": reading["ceiling"]["bg_accuracy"], "diversity": reading["diversity"]["ratio"],
+            "peak_excess": reading["peaks"]["excess"],
             "fad": fad["fad_mean"], "fad_over_floor": fad.get("fad_over_floor"), "steps": params["train"]["steps"],
             "fg_per_kind": g["fg_per_kind"], "bg_per_kind": g["bg_per_kind"], "fg_worst_kind": g["fg_worst_kind"],
             **audio, "exported_step": trained_summary.get("best_step") or trained_summary["steps"],
@@ -414,8 +422,8 @@ def differences_table(rows: list[dict], reference: str) -> str:
 
 
 def table(rows: list[dict], reference: str = "full") -> str:
-    lines = ["| variant | runs | foreground | worst seed | background | diversity | stand-in FAD | FAD / floor | s/run |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| variant | runs | foreground | worst seed | background | diversity | peak excess | stand-in FAD | FAD / floor "
+             "| s/run |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for variant in VARIANTS:
         mine = [r for r in rows if r["variant"] == variant]
         if not mine:
@@ -423,7 +431,7 @@ def table(rows: list[dict], reference: str = "full") -> str:
         lines.append(f"| {variant} | {len(mine)} | {mean_std([r['fg_accuracy'] for r in mine])} | "
                      f"{min(r['fg_accuracy'] for r in mine):.3f} | "
                      f"{mean_std([r['bg_accuracy'] for r in mine])} | {mean_std([r['diversity'] for r in mine])} | "
-                     f"{mean_std([r['fad'] for r in mine])} | {mean_std([r['fad_over_floor'] for r in mine])} | "
+                     f"{peak_cell(mine)} | {mean_std([r['fad'] for r in mine])} | {mean_std([r['fad_over_floor'] for r in mine])} | "
                      f"{statistics.mean(r['seconds'] for r in mine):.0f} |")
     heard = [r for r in rows if "audio_fg_accuracy" in r]
     if heard:  # --audio-reading: the generated clips after Griffin-Lim, beside that reading's ceiling
@@ -441,6 +449,13 @@ def table(rows: list[dict], reference: str = "full") -> str:
     lines.append(f"\nchance {first['fg_chance']:.3f} / {first['bg_chance']:.3f}, ceiling (real dev clips) "
                  f"{first['fg_ceiling']:.3f} / {first['bg_ceiling']:.3f}; {steps_line(rows)}")
     return "\n".join(lines)
+
+
+def peak_cell(rows: list[dict]) -> str:
+    """Mean +- std of the runs' peak excess (nats above real clips' loudest); rows saved before it was measured have
+    none."""
+    values = [r["peak_excess"] for r in rows if "peak_excess" in r]
+    return mean_std(values) if values else "-"
 
 
 def steps_line(rows: list[dict]) -> str:

@@ -122,6 +122,7 @@ def test_conditioning_benchmark_trains_each_variant_and_prints_the_rows():
         assert 0 <= row["fg_accuracy"] <= 1 and 0 <= row["bg_accuracy"] <= 1 and row["fad"] > 0
         assert row["steps"] == 2 and row["fg_ceiling"] >= row["fg_chance"]
         assert row["diversity"] >= 0 and row["fad_over_floor"] > 0 and row["fg_worst_kind"] in row["fg_per_kind"]
+        assert np.isfinite(row["peak_excess"])
     fads = [r["fad"] for r in rows]
     assert len(set(fads)) == len(fads)  # each variant is another model (or another objective)
 

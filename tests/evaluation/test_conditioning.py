@@ -4,7 +4,7 @@ band a foreground occupies and how it moves (steady, beating), over a background
 import numpy as np
 import pytest
 
-from scenesynth.evaluation.conditioning import (diversity, fit_reader, majority_rate, mel_features, per_kind_line,
+from scenesynth.evaluation.conditioning import (diversity, fit_reader, majority_rate, mel_features, peaks, per_kind_line,
                                                 reading)
 
 BINS, FRAMES = 16, 40
@@ -131,3 +131,25 @@ def test_a_reader_is_fitted_once_per_clips_and_labels(monkeypatch):
     reading(features, fg[::-1], bg, features[:6], fg[:6], bg[:6])  # other labels: the foreground reader again
     reading(features + 1.0, fg, bg, features[:6], fg[:6], bg[:6])  # other clips: both again
     assert len(fits) == 5
+
+
+def test_peaks_measure_how_far_a_generated_clips_loudest_value_is_above_real_clips_of_its_kind():
+    """A clip with one hot bin-frame 3 nats above what real clips of its kind reach has an excess near 3; the same
+    clip without it near 0; each kind is compared with its own real clips, never with another's."""
+    rng = np.random.default_rng(0)
+    real = [rng.normal(-4.0, 0.3, (8, 16)) for _ in range(6)]
+    for mel in real[:3]:
+        mel[2, 5] = 0.5   # chirps: loudest value 0.5
+    for mel in real[3:]:
+        mel[6, 7] = -1.0  # clock: loudest value -1.0
+    real_fg = ["chirps"] * 3 + ["clock"] * 3
+    calm = [mel.copy() for mel in real]
+    hot = [mel.copy() for mel in real]
+    for mel in hot[:3]:
+        mel[2, 5] = 3.5
+    assert abs(peaks(calm, real_fg, real, real_fg)["excess"]) < 1e-9
+    out = peaks(hot, real_fg, real, real_fg)
+    assert out["excess"] == pytest.approx(1.5)  # half the clips 3 above, half 0
+    assert out["generated_per_kind"]["chirps"] == pytest.approx(3.5) and out["real_per_kind"]["chirps"] == pytest.approx(0.5)
+    swapped = peaks(calm[3:], ["chirps"] * 3, real, real_fg)  # clock-like clips asked as chirps: 1.5 below
+    assert swapped["excess"] == pytest.approx(-1.5)

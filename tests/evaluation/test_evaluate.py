@@ -66,6 +66,8 @@ def test_references_against_themselves_and_a_rerun_that_embeds_nothing(tmp_path,
     cond = json.loads((tmp_path / "metrics/conditioning.json").read_text())
     assert "fg_predicted" not in cond["generated"] and cond["generated"]["n_z"] == params["evaluate"]["conditioning_z"]
     assert set(cond["ceiling"]) >= {"fg_accuracy", "bg_accuracy"} and cond["diversity"]["ratio"] > 0
+    assert np.isfinite(cond["peaks"]["excess"]) and sorted(cond["peaks"]["generated_per_kind"]) == sorted(
+        set(read_manifest(dev)["foreground"]))
     assert cond["audio"]["n_training_clips"] == min(params["evaluate"]["conditioning_resynth_clips"], 16)
     assert set(cond["audio"]["ceiling"]) == {"fg_accuracy", "bg_accuracy", "fg_per_kind", "bg_per_kind"}
     kinds = sorted(set(read_manifest(dev)["foreground"]))
@@ -80,6 +82,7 @@ def test_references_against_themselves_and_a_rerun_that_embeds_nothing(tmp_path,
     headline = json.loads((tmp_path / "metrics/headline.json").read_text())
     assert headline["fad_floor"] == floor["fd_mean"] and headline["cond_fg_per_kind"] == cond["generated"]["fg_per_kind"]
     assert headline["cond_fg_worst_kind"] == cond["generated"]["fg_worst_kind"]
+    assert headline["cond_peak_excess"] == cond["peaks"]["excess"]
     printed = capsys.readouterr().out.splitlines()
     assert any(line.startswith("conditioning (mel reading, 4 z per prompt): foreground") for line in printed)
     assert any(line.startswith("foreground per kind (mel / audio): ") for line in printed)

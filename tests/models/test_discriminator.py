@@ -139,3 +139,26 @@ def test_time_delta_channel_is_the_frame_to_frame_difference() -> None:
              (("low", steady_low), ("high", steady_high), ("click", click))}
     assert torch.allclose(logit["low"], logit["high"], atol=1e-5)
     assert not torch.allclose(logit["low"], logit["click"], atol=1e-3)
+
+
+def test_peak_channel_is_each_bins_maximum_over_the_clip() -> None:
+    """model.d_peak (issue 19): the last input channel holds each bin's loudest value at every frame, so one hot
+    bin-frame changes D's input at every frame of that bin (a conv D otherwise sees it only where it is); with the
+    log-mel's and the difference's input weights zeroed, D still tells two clips apart that differ only in that
+    hot spot's height."""
+    torch.manual_seed(0)
+    discriminator = Discriminator(**TINY, time_delta=True, peak=True).eval()
+    assert discriminator.blocks[0].conv1.in_channels == 3
+    mel = make_mel()
+    channels = discriminator.input_channels(mel)
+    assert torch.equal(channels[:, 0], mel[:, 0])
+    assert torch.equal(channels[:, 2], mel[:, 0].amax(dim=2, keepdim=True).expand(-1, -1, N_FRAMES))
+    quiet = torch.full((BATCH, 1, N_MELS, N_FRAMES), -6.0)
+    quiet[:, :, 2, N_FRAMES // 2] = 0.0
+    hot = quiet.clone()
+    hot[:, :, 2, N_FRAMES // 2] = 4.0
+    first, text = discriminator.blocks[0], make_text()
+    with torch.no_grad():
+        for conv in (first.conv1, first.skip):
+            conv.parametrizations.weight.original[:, :2] = 0.0
+        assert not torch.allclose(discriminator(quiet, text).logit, discriminator(hot, text).logit, atol=1e-4)

@@ -220,3 +220,22 @@ def test_input_text_makes_the_first_map_depend_on_the_sentence_and_the_default_d
     with torch.no_grad():
         torch.testing.assert_close(paper(z, first), paper(z, second))
         assert (with_text(z, first) - with_text(z, second)).abs().max() > 1e-3
+
+
+def test_peak_norm_puts_every_clips_loudest_value_at_the_level_its_sentence_gives() -> None:
+    """model.g_peak_norm (issue 19): each output's maximum is exactly the sentence's level (0 at initialisation,
+    whatever z), below it the clip keeps the shape G made; the level follows the sentence once the map learns."""
+    torch.manual_seed(0)
+    plain = Generator(**TINY).eval()
+    torch.manual_seed(0)
+    normed = Generator(**TINY, peak_norm=True).eval()
+    z, text = torch.randn(2, Z_DIM), make_text()
+    with torch.no_grad():
+        before, after = plain(z, text), normed(z, text)
+        torch.testing.assert_close(after.amax(dim=(1, 2, 3)), torch.zeros(2))
+        torch.testing.assert_close(after, before - before.amax(dim=(2, 3), keepdim=True))
+        normed.peak_level.bias.fill_(0.7)
+        normed.peak_level.weight.normal_()
+        levels = normed.peak_level(text.sentence).squeeze(1)
+        torch.testing.assert_close(normed(z, text).amax(dim=(1, 2, 3)), levels)
+        assert (levels[0] - levels[1]).abs() > 1e-3

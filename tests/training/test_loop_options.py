@@ -107,3 +107,17 @@ def test_replay_puts_earlier_outputs_with_their_own_captions_in_d_fake_batch_and
     expected = cache.batch(captions[::-1][:2] + [own[float(v)] for v in replayed[2:].flatten()])
     torch.testing.assert_close(replayed_text.sentence, expected.sentence)
     assert len(state.replay) == 4 and state.replay.captions[2:] == captions[::-1][2:]
+
+
+def test_the_peak_channel_trains_and_its_model_file_rebuilds_a_discriminator_with_it(tmp_path, tiny_model, tiny_data):
+    """model.d_peak: one step with D's peak channel beside the onset channel; the model file records it and the
+    discriminator rebuilt from the file takes three input channels and loads the trained weights."""
+    from scenesynth.inference.protocol import load_model
+
+    params = with_overrides(tiny_model["params"], model={"d_time_delta": True, "d_peak": True, "g_peak_norm": True},
+                            train={"steps": 1})
+    train(params, tiny_data["mels"], tiny_data["text"], tmp_path, tmp_path / "m.json", max_steps=1)
+    generator, discriminator, saved = load_model(tmp_path / "model.pt", torch.device("cpu"))  # the re-ranker's D
+    assert saved["model"]["d_peak"] is True and discriminator.peak
+    assert discriminator.blocks[0].conv1.in_channels == 3
+    assert saved["model"]["g_peak_norm"] is True and generator.peak_norm

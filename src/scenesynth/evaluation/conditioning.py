@@ -33,6 +33,13 @@ by the same figure for real training clips of one (foreground, background) kind:
 real-like spread, near 0 is mode collapse (every z gives the same sound). ``per_group_ratio`` gives
 each prompt's own spread on the same scale (metrics/per_prompt.csv's ``z_spread``).
 
+Peaks (``peaks``): every clip is peak-normalised (its loudest sample at 0.5), which pins a real clip's loudest
+log-mel value within a few tenths of a nat for each kind; a generator that makes its loudest moment louder than
+real clips of its kind does not show in per-bin means, but after a vocoder and the same normalisation that
+moment sets the level and the rest of the clip drops (issue 19: chirps then read as ticks). ``excess`` is the
+generated clips' loudest value minus the real training clips' mean loudest value of the same foreground kind,
+averaged over clips (0 for a real-like peak), with both means per kind.
+
 Per kind (``fg_per_kind``, ``fg_worst_kind``, ``fg_confusion``): the mean accuracy hides a kind the
 generator never makes (sustained sounds learnt, impulsive ones not), so each reading also gives the
 accuracy per asked-for kind, the worst kind, and what each kind was heard as.
@@ -185,6 +192,26 @@ def diversity(train_features: np.ndarray, generated_groups: list[np.ndarray], re
             "per_group_ratio": per_group,
             "definition": "mean pairwise RMS distance of standardised mel features within a prompt (generated, "
                           "several z) / within a (foreground, background) kind (real training clips)"}
+
+
+def peaks(generated: list[np.ndarray] | np.ndarray, generated_fg, real: list[np.ndarray], real_fg) -> dict:
+    """Each generated clip's loudest log-mel value against the real clips' of its foreground kind (module
+    docstring): {"excess", "generated_per_kind", "real_per_kind"}."""
+    real_max: dict[str, list[float]] = {}
+    for mel, kind in zip(real, real_fg):
+        real_max.setdefault(str(kind), []).append(float(np.max(mel)))
+    gen_max: dict[str, list[float]] = {}
+    excess = []
+    for mel, kind in zip(generated, generated_fg):
+        kind, top = str(kind), float(np.max(mel))
+        gen_max.setdefault(kind, []).append(top)
+        if kind in real_max:
+            excess.append(top - float(np.mean(real_max[kind])))
+    return {"excess": float(np.mean(excess)) if excess else float("nan"),
+            "generated_per_kind": {k: float(np.mean(v)) for k, v in sorted(gen_max.items())},
+            "real_per_kind": {k: float(np.mean(v)) for k, v in sorted(real_max.items()) if k in gen_max},
+            "definition": "loudest log-mel value of a clip; excess = generated minus the real training clips' mean "
+                          "of the same foreground kind, averaged over generated clips"}
 
 
 def conditioning_line(cond: dict) -> str:

@@ -34,7 +34,7 @@ import torch
 
 from scenesynth.audio_io import AudioReadError, load_mono
 from scenesynth.data.manifest import LABEL_COLUMNS, read_manifest
-from scenesynth.evaluation.conditioning import diversity, mel_features, reading
+from scenesynth.evaluation.conditioning import diversity, mel_features, peaks, reading
 from scenesynth.features.mel import MelFrontEnd
 from scenesynth.inference.griffin_lim import griffin_lim
 from scenesynth.inference.protocol import load_model, to_output_rate
@@ -47,6 +47,7 @@ CONDITIONING_METRICS = {
     **{f"cond_{task}_{what}": f"generated.{task}_{what}" for task in ("fg", "bg") for what in ("accuracy", "chance")},
     **{f"cond_{task}_ceiling": f"ceiling.{task}_accuracy" for task in ("fg", "bg")},
     "cond_diversity": "diversity.ratio",
+    "cond_peak_excess": "peaks.excess",
     **{f"cond_audio_{task}_{part}": f"audio.{where}.{task}_accuracy" for task in ("fg", "bg")
        for part, where in (("accuracy", "generated"), ("ceiling", "ceiling"))},
 }
@@ -194,6 +195,7 @@ def mel_reading(params: dict, real: RealClips, dev: pd.DataFrame, model_path: st
     out["diversity"] = diversity(train_x, [gen_x[i * n_z:(i + 1) * n_z] for i in range(len(dev))],
                                  [train_x[list(rows)] for rows in kinds])
     out["generated"].update(n_prompts=len(dev), n_z=n_z)
+    out["peaks"] = peaks(generated.reshape(-1, *generated.shape[2:]), np.repeat(dev_fg, n_z), real.train_mels, train_fg)
     return out
 
 
@@ -252,6 +254,7 @@ def conditioning_metrics(params: dict, real: RealClips, dev: pd.DataFrame, first
         "per_prompt_labels": ("the audio reading of the first seed's clips" if heard else
                               "the mel reading of the generator's first noise vector"),
         "diversity": mel["diversity"],
+        "peaks": mel["peaks"],
         "n_training_clips": len(real.train), "skipped_training_clips": real.skipped,
     }
     return result, predicted

@@ -63,6 +63,7 @@ HEADLINE = {
     "cond_audio_bg_per_kind": ("conditioning.json", "audio.generated.bg_per_kind"),
     "cond_audio_fg_worst_kind": ("conditioning.json", "audio.generated.fg_worst_kind"),
     "cond_diversity": ("conditioning.json", "diversity.ratio"),
+    "cond_peak_excess": ("conditioning.json", "peaks.excess"),
     "train_steps": ("train.json", "steps"),
     "train_best_step": ("train.json", "best_step"),  # the periodic evaluation's best (train.select_by)
 }

@@ -60,6 +60,7 @@ def build_models(
         noise_maps=cfg.get("g_noise_maps", "none"),
         noise_strength=cfg.get("g_noise_strength", 0.0),
         input_text=cfg.get("g_input_text", False),
+        peak_norm=cfg.get("g_peak_norm", False),
     )
     discriminator = Discriminator(
         base_channels=cfg["d_channels"],
@@ -77,5 +78,6 @@ def build_models(
         region_level=cfg["region_level"],
         minibatch_std_group=cfg.get("d_minibatch_std", 0),  # .get: model files saved before the option
         time_delta=cfg.get("d_time_delta", False),
+        peak=cfg.get("d_peak", False),
     )
     return generator, discriminator

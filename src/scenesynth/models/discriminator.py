@@ -19,6 +19,12 @@ Choices:
   difference as a second input channel, so an onset (a knock, a tick, a beep's edge: one frame at the demo's
   40 ms hop) is a large value D's first conv sees directly rather than a contrast it must learn to compute
   under spectral normalisation (issue 19: the demo's generator smooths those events into a steady band).
+- ``peak`` (``model.d_peak``, off in the paper's setting): D also reads each mel bin's maximum over the clip,
+  broadcast along time, as one more input channel. Every training clip is peak-normalised (its loudest sample at
+  0.5), which pins each clip's loudest log-mel values (within +- 0.3 per kind on the demo); a conv D with sum
+  pooling sees a single hot bin-frame as a small local change and let the demo's generator make chirps and beeps
+  3 nats louder at their peak than any real clip. After a vocoder and the same peak normalisation that peak sets
+  the level and the rest of the clip drops by a nat (issue 19: the audio reading heard those chirps as ticks).
 """
 
 from __future__ import annotations
@@ -81,9 +87,10 @@ class Discriminator(nn.Module):
         region_level: int,
         minibatch_std_group: int = 0,
         time_delta: bool = False,
+        peak: bool = False,
     ) -> None:
         super().__init__()
-        self.minibatch_std_group, self.time_delta = minibatch_std_group, time_delta
+        self.minibatch_std_group, self.time_delta, self.peak = minibatch_std_group, time_delta, peak
         self.levels = resolution_levels(n_mels, n_frames, init_shape)
         if len(attention_plan) > self.levels - 1:
             raise ValueError(
@@ -97,7 +104,7 @@ class Discriminator(nn.Module):
         out_levels = list(range(self.levels - 1, -1, -1))  # level of each block's output
         extra = [1 if minibatch_std_group and i == len(out_levels) - 1 else 0 for i in range(len(out_levels))]
         self.blocks = nn.ModuleList(
-            DiscriminatorBlock(((2 if time_delta else 1) if i == 0 else channels[level + 1]) + extra[i], channels[level],
+            DiscriminatorBlock((1 + time_delta + peak if i == 0 else channels[level + 1]) + extra[i], channels[level],
                                first=i == 0)
             for i, level in enumerate(out_levels)
         )
@@ -121,10 +128,20 @@ class Discriminator(nn.Module):
         self.text_embed_head = sn_linear(sentence_dim, proj_dim)
         self.word_head = sn_linear(word_dim, region_dim)
 
+    def input_channels(self, mel: torch.Tensor) -> torch.Tensor:
+        """[B, 1, F, T] -> the log-mel, then its frame-to-frame change (``time_delta``) and each bin's maximum over
+        the clip broadcast along time (``peak``) as further channels."""
+        channels = [mel]
+        if self.time_delta:
+            channels.append(F.pad(mel.diff(dim=3), (1, 0)))
+        if self.peak:
+            channels.append(mel.amax(dim=3, keepdim=True).expand_as(mel))
+        return torch.cat(channels, dim=1) if len(channels) > 1 else mel
+
     def forward(self, mel: torch.Tensor, text: TextBatch) -> DiscriminatorOutput:
         if mel.dim() != 4 or mel.shape[1:] != (1, self.n_mels, self.n_frames):
             raise ValueError(f"mel must be [B, 1, {self.n_mels}, {self.n_frames}], got {tuple(mel.shape)}")
-        h = torch.cat([mel, F.pad(mel.diff(dim=3), (1, 0))], dim=1) if self.time_delta else mel
+        h = self.input_channels(mel)
         regions = None
         for index, (block, stage) in enumerate(zip(self.blocks, self.attention)):
             if self.minibatch_std_group and index == len(self.blocks) - 1:

@@ -20,6 +20,12 @@ Choices:
   beside z, so the first map's layout (at the demo's 1 x 4: where in time energy sits) depends on the text; without
   it CBN can only rescale and shift the channels of a layout z alone draws, and two kinds whose clips differ in
   timing (a tick against a beep) compete for the same layouts (issue 19).
+- With ``peak_norm`` (``model.g_peak_norm``, off in the paper's setting) the output is peak-normalised as every
+  training clip is: its loudest value is set to a level read from the sentence (a linear map), and the rest of
+  the clip lies below it by what G makes. A training clip's loudest log-mel sits within a few tenths of a nat for
+  its kind; the demo's generator made single bin-frames of chirps and beeps 3 nats louder than that, a local
+  error D's sum pooling barely sees, and after a vocoder and the same normalisation the whole clip dropped a nat
+  (issue 19). Pinned at the top, the same error shows as a clip too quiet everywhere.
 - attention_plan[j] is the stage after block j+1, i.e. at level j+1 (resolution 2^(j+1) * [F0, T0]);
   None skips a level. The default ("triple", "double", "single") puts them at 8x32, 16x64 and 32x128
   at paper size, so the largest attention map of G is 32 x 128 (128 channels).
@@ -75,6 +81,7 @@ class Generator(nn.Module):
         noise_maps: str = "none",
         noise_strength: float = 0.0,
         input_text: bool = False,
+        peak_norm: bool = False,
     ) -> None:
         super().__init__()
         if noise_maps not in NOISE_MAPS:
@@ -107,6 +114,11 @@ class Generator(nn.Module):
         self.output_scale = nn.Parameter(torch.tensor(float(output_scale)))
         self.output_shift = nn.Parameter(torch.tensor(float(output_shift)))
         self.noise_maps = noise_maps
+        self.peak_norm = peak_norm
+        if peak_norm:  # the clip's loudest value, from the sentence alone: starts at 0 for every prompt
+            self.peak_level = nn.Linear(sentence_dim, 1)
+            nn.init.zeros_(self.peak_level.weight)
+            nn.init.zeros_(self.peak_level.bias)
 
     def block_noise_maps(self, z: torch.Tensor) -> list[torch.Tensor | None]:
         """Each block's two noise maps at its output resolution, [B, 2, H, W] ("pixel") or [B, 2, 1, W] ("time",
@@ -137,4 +149,7 @@ class Generator(nn.Module):
             if isinstance(stage, AttentionStage):
                 h = stage(h, text)
         h = self.out_conv(F.relu(self.out_norm(h)))
-        return self.output_scale * h + self.output_shift
+        out = self.output_scale * h + self.output_shift
+        if self.peak_norm:
+            out = out - out.amax(dim=(2, 3), keepdim=True) + self.peak_level(text.sentence.to(out.dtype))[:, :, None, None]
+        return out
