@@ -18,7 +18,8 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                demo, the paper's objective with the options the demo keeps
   d_peak       the overlay with D's peak channel (model.d_peak): each bin's maximum over the clip as one more input
                channel; g_peak_norm with G's output peak-normalised instead, its top from the sentence (model.g_peak_norm);
-               g_peak_norm_mode_seeking_0.4 / _0.6 with mode seeking at that weight (the demo's 0.25)
+               g_peak_norm_mode_seeking_0.4 / _0.6 with mode seeking at that weight (the demo's 0.25);
+               g_peak_norm_mismatch_2 with D's caption check at 2 (the demo's 1)
 
 Every variant below was measured on that earlier demo and runs on it: its changes on top of `plain_hinge`'s
 (PLAIN_DEMO: no mode seeking, onset channel or caption check, 1 200 steps), so that its rows in
@@ -235,7 +236,8 @@ VARIANTS = {"full": {}, **{name: on_plain_demo(changes) for name, changes in MEA
             "d_peak": {"model": {"d_peak": True}},
             "g_peak_norm": {"model": {"g_peak_norm": True}},
             **{f"g_peak_norm_mode_seeking_{weight}": {"model": {"g_peak_norm": True}, "loss": {"mode_seeking": weight}}
-               for weight in (0.4, 0.6)}}
+               for weight in (0.4, 0.6)},
+            "g_peak_norm_mismatch_2": {"model": {"g_peak_norm": True}, "loss": {"mismatch": 2.0}}}
 
 
 def with_variant(params: dict, variant: str, seed: int, steps: int | None, audio_reading: bool = False,

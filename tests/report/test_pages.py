@@ -183,14 +183,17 @@ def test_metrics_page_draws_the_curves_of_training_and_the_fad_interval():
     on_train = {**train, "select_by": {"metric": "cond_fg_accuracy", "mode": "max", "prompts": "train", "n_prompts": 120}}
     best = re.search(r'id="best">([^<]+)<', metrics_page(fad_record(), {"skipped": "no labels"}, {}, train=on_train))
     assert "read 120 training captions, not the dev prompts" in best.group(1)
-def test_metrics_page_gives_each_kind_s_accuracy_in_both_readings_and_the_fad_floor():
+def test_metrics_page_gives_each_kind_s_accuracy_in_both_readings_the_peak_excess_and_the_fad_floor():
     fad = fad_record(real_floor={"fd_mean": 100.0, "fd_std": 5.0, "n_clips": 60, "draws": 8}, fad_over_floor=3.5)
     reading = {"fg_accuracy": 0.5, "fg_chance": 0.5, "bg_accuracy": 1.0, "bg_chance": 0.5,
                "fg_per_kind": {"clock": 0.0, "engine": 1.0}, "fg_worst_kind": "clock",
                "fg_confusion": {"clock": {"chirps": 3, "clock": 1}, "engine": {"engine": 4}}}
     cond = {"generated": reading, "ceiling": {"fg_accuracy": 1.0, "fg_per_kind": {"clock": 1.0, "engine": 1.0}},
-            "audio": {"generated": {**reading, "fg_per_kind": {"clock": 0.25, "engine": 0.75}}, "ceiling": {}}}
+            "audio": {"generated": {**reading, "fg_per_kind": {"clock": 0.25, "engine": 0.75}}, "ceiling": {}},
+            "peaks": {"excess": 1.234}}
     page = metrics_page(fad, cond, {})
+    assert "(peak excess, nats; 0 is real-like): 1.234" in page
+    assert "(peak excess, nats; 0 is real-like): n/a" in metrics_page(fad, {**cond, "peaks": {}}, {})
     kinds = re.search(r'<table id="conditioning-fg-kinds">(.*?)</table>', page, re.S).group(1)
     assert ('<tr><td>clock</td><td class="num">0.000 (worst)</td><td class="num">1.000</td>'
             '<td class="num">0.250 (worst)</td><td class="num">n/a</td><td>chirps (3 of 4)</td></tr>') in kinds
