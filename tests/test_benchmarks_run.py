@@ -183,7 +183,8 @@ def test_conditioning_benchmark_merges_saved_runs_and_compares_each_variant_with
         return {"variant": variant, "seed": seed, "fg_accuracy": fg, "bg_accuracy": 0.9, "diversity": 0.3, "fad": 1.0,
                 "fad_over_floor": 2.0, "seconds": 1.0, "fg_per_kind": {"a": fg, "b": 1.0}, "fg_chance": 0.5,
                 "bg_chance": 0.5, "fg_ceiling": 1.0, "bg_ceiling": 1.0, "steps": steps}
-    (tmp_path / "a.json").write_text(json.dumps([run("full", 1, 0.6), run("full", 2, 0.8)]))
+    (tmp_path / "a.json").write_text(json.dumps([{**run("full", 1, 0.6), "peak_excess": 0.5},
+                                                 {**run("full", 2, 0.8), "peak_excess": 1.5}]))
     (tmp_path / "b.json").write_text(json.dumps([run("hinge_only", 1, 0.7, 20), run("hinge_only", 2, 0.9, 20),
                                                  run("hinge_only", 3, 0.8, 20)]))
     done = subprocess.run([sys.executable, str(REPO / "benchmarks/conditioning.py"), "--from-json",
@@ -192,6 +193,9 @@ def test_conditioning_benchmark_merges_saved_runs_and_compares_each_variant_with
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     assert "| full | 2 | 0.700 +- 0.141 | 0.600 |" in done.stdout  # mean +- std, then the worst seed
+    full_row = next(line for line in lines if line.startswith("| full | 2 |"))
+    hinge_row = next(line for line in lines if line.startswith("| hinge_only | 3 |"))
+    assert "| 1.000 +- 0.707 |" in full_row and "| 0.300 +- 0.000 | - |" in hinge_row  # peak excess; none saved: -
     # (0.8 - 0.7) +- sqrt(0.01 / 3 + 0.02 / 2): the difference, its standard error, and their ratio; then seed by
     # seed over the two seeds both ran: 0.1 on each, no spread
     assert "| hinge_only | 3 / 2 | +0.100 +- 0.115 | 0.9 | +0.000 +- 0.000 | +0.000 +- 0.000 | +0.100 +- 0.000 (2) |" in lines

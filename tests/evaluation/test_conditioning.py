@@ -153,3 +153,8 @@ def test_peaks_measure_how_far_a_generated_clips_loudest_value_is_above_real_cli
     assert out["generated_per_kind"]["chirps"] == pytest.approx(3.5) and out["real_per_kind"]["chirps"] == pytest.approx(0.5)
     swapped = peaks(calm[3:], ["chirps"] * 3, real, real_fg)  # clock-like clips asked as chirps: 1.5 below
     assert swapped["excess"] == pytest.approx(-1.5)
+    uneven = peaks(hot[:1] + calm[3:], ["chirps", "clock", "clock", "clock"], real, real_fg)
+    assert uneven["excess"] == pytest.approx(0.75)  # averaged over clips (3 + 0 + 0 + 0) / 4, not over kinds (1.5)
+    unknown = peaks(hot[:2], ["chirps", "siren"], real, real_fg)  # no real siren: left out of the excess
+    assert unknown["excess"] == pytest.approx(3.0) and set(unknown["real_per_kind"]) == {"chirps"}
+    assert np.isnan(peaks(hot[:1], ["siren"], real, real_fg)["excess"])

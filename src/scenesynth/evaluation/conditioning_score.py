@@ -15,6 +15,7 @@ conditioning.py holds the readers (features, classifier, diversity); this module
   matters: at 32 kHz nothing is left above 16 kHz, the demo's top mel bin, so the readers are
   fitted on clips that lack it too.)
 - diversity: the generator's spread over z for one prompt against real clips of one kind.
+- peaks: the generator's loudest log-mel value against real clips' of the same kind (``peaks.excess``).
 
 Only frames that hold audio are read (``true_frames``), so zero padding is never a feature.
 """
@@ -181,7 +182,7 @@ def load_real_clips(params: dict, train: pd.DataFrame, dev: pd.DataFrame) -> Rea
 def mel_reading(params: dict, real: RealClips, dev: pd.DataFrame, model_path: str | Path,
                 pretrained: str | Path, stream: int = NOISE_STREAM) -> dict:
     """The headline reading of a model file: ``generated`` (with per-clip ``fg/bg_predicted``, prompt
-    by prompt, ``n_z`` each), ``ceiling`` and ``diversity``; ``stream`` picks the noise vectors."""
+    by prompt, ``n_z`` each), ``ceiling``, ``diversity`` and ``peaks``; ``stream`` picks the noise vectors."""
     n_z = params["evaluate"]["conditioning_z"]
     train_x, (train_fg, train_bg) = mel_features(real.train_mels), _labels(real.train)
     dev_fg, dev_bg = _labels(dev)

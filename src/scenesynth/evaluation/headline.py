@@ -4,7 +4,7 @@ The stage files (metrics/train.json, fad.json, conditioning.json) hold everythin
 per category; shown as DVC metrics they made `dvc exp show` a hundred columns wide, with FAD
 somewhere past the edge of the terminal. This file holds what a reader compares first: FAD (mean
 and std over seeds, and its real-vs-real floor), the conditioning score beside its chance level and the real clips' ceiling,
-the per-kind accuracy of both readings with the worst kind named, the diversity, the
+the per-kind accuracy of both readings with the worst kind named, the diversity and peak excess, the
 CLAP score where there is one, the training length, and what the run used (overlay, data
 source, stand-ins), so that a row of the table says which settings produced it even for a run
 that Snakemake made outside DVC.

@@ -21,11 +21,11 @@ Choices:
   it CBN can only rescale and shift the channels of a layout z alone draws, and two kinds whose clips differ in
   timing (a tick against a beep) compete for the same layouts (issue 19).
 - With ``peak_norm`` (``model.g_peak_norm``, off in the paper's setting) the output is peak-normalised as every
-  training clip is: its loudest value is set to a level read from the sentence (a linear map), and the rest of
-  the clip lies below it by what G makes. A training clip's loudest log-mel sits within a few tenths of a nat for
-  its kind; the demo's generator made single bin-frames of chirps and beeps 3 nats louder than that, a local
-  error D's sum pooling barely sees, and after a vocoder and the same normalisation the whole clip dropped a nat
-  (issue 19). Pinned at the top, the same error shows as a clip too quiet everywhere.
+  training clip is: its loudest value is set to a level read from the sentence (a linear map), and the rest of the
+  clip lies below it by what G makes. A training clip's loudest log-mel sits within a few tenths of a nat for its
+  kind; the demo's generator made single bin-frames of chirps 3.4 nats and of beeps 1.3 nats louder than that, a
+  local error D's sum pooling barely sees, and after a vocoder and the same normalisation the whole clip dropped a
+  nat (issue 19). Pinned at the top, the same error shows as a clip too quiet everywhere.
 - attention_plan[j] is the stage after block j+1, i.e. at level j+1 (resolution 2^(j+1) * [F0, T0]);
   None skips a level. The default ("triple", "double", "single") puts them at 8x32, 16x64 and 32x128
   at paper size, so the largest attention map of G is 32 x 128 (128 channels).
@@ -151,5 +151,6 @@ class Generator(nn.Module):
         h = self.out_conv(F.relu(self.out_norm(h)))
         out = self.output_scale * h + self.output_shift
         if self.peak_norm:
-            out = out - out.amax(dim=(2, 3), keepdim=True) + self.peak_level(text.sentence.to(out.dtype))[:, :, None, None]
+            level = self.peak_level(text.sentence.to(out.dtype))[:, :, None, None]
+            out = out - out.amax(dim=(2, 3), keepdim=True) + level
         return out

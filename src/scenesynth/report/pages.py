@@ -292,7 +292,7 @@ def metrics_page(fad: dict, conditioning: dict, generation: dict, clap: dict | N
         body.append(f"</table>\n<p class=\"note\">{_e(conditioning.get('reading'))}. Diversity (spread over z for one "
                     f"prompt / spread of real clips of one kind): {_num(spread.get('ratio'))}; near 0 is mode "
                     f"collapse. Loudest value above real clips of the same kind (peak excess, nats; 0 is real-like): "
-                    f"{_num(conditioning.get('peaks', {}).get('excess'))}. "
+                    f"{_num(_finite(conditioning.get('peaks', {}).get('excess')))}. "
                     f"Generation seed {_e(conditioning.get('generation_seed'))}.</p>")
         body += _per_kind_section(readings)
     else:
