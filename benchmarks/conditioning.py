@@ -130,6 +130,7 @@ WITHOUT_OPTIONS = {"text": {"encoder": "hash"}, "model": {"g_noise_maps": "none"
 # `full` was measured on it and is run on it (on_plain_demo), so that its rows in docs/benchmarks.md repeat
 PLAIN_DEMO = {"model": {"d_time_delta": False}, "loss": {"mode_seeking": 0.0, "mode_seeking_rows": 8, "mismatch": 0.0},
               "train": {"steps": 1200}}
+PEAK_NORM = {"model": {"g_peak_norm": True}}  # G's output peak-normalised (model.g_peak_norm)
 # G's first map 2 x 8 (one block fewer each side), so D's attention fits its two upper levels
 INIT_2X8 = {"init_shape": [2, 8], "d_attention": ["double", "triple"]}
 SEEKING_ON_4_ROWS = {"mode_seeking": 0.1, "mode_seeking_rows": 4}
@@ -235,10 +236,9 @@ VARIANTS = {"full": {}, **{name: on_plain_demo(changes) for name, changes in MEA
             # variants of today's demo
             "demo_contrastive": {"loss": PAPER_LOSSES},
             "d_peak": {"model": {"d_peak": True}},
-            "g_peak_norm": {"model": {"g_peak_norm": True}},
-            **{f"g_peak_norm_mode_seeking_{weight}": {"model": {"g_peak_norm": True}, "loss": {"mode_seeking": weight}}
-               for weight in (0.4,)},
-            "g_peak_norm_mismatch_2": {"model": {"g_peak_norm": True}, "loss": {"mismatch": 2.0}}}
+            "g_peak_norm": PEAK_NORM,
+            "g_peak_norm_mode_seeking_0.4": {**PEAK_NORM, "loss": {"mode_seeking": 0.4}},
+            "g_peak_norm_mismatch_2": {**PEAK_NORM, "loss": {"mismatch": 2.0}}}
 
 
 def with_variant(params: dict, variant: str, seed: int, steps: int | None, audio_reading: bool = False,

@@ -197,19 +197,19 @@ def diversity(train_features: np.ndarray, generated_groups: list[np.ndarray], re
 def peaks(generated: list[np.ndarray] | np.ndarray, generated_fg, real: list[np.ndarray], real_fg) -> dict:
     """Each generated clip's loudest log-mel value against the real clips' of its foreground kind (module
     docstring): {"excess", "generated_per_kind", "real_per_kind"}."""
-    real_max: dict[str, list[float]] = {}
-    for mel, kind in zip(real, real_fg):
-        real_max.setdefault(str(kind), []).append(float(np.max(mel)))
-    gen_max: dict[str, list[float]] = {}
-    excess = []
-    for mel, kind in zip(generated, generated_fg):
-        kind, top = str(kind), float(np.max(mel))
-        gen_max.setdefault(kind, []).append(top)
-        if kind in real_max:
-            excess.append(top - float(np.mean(real_max[kind])))
+    def mean_loudest(mels, kinds) -> dict[str, float]:
+        loudest: dict[str, list[float]] = {}
+        for mel, kind in zip(mels, kinds):
+            loudest.setdefault(str(kind), []).append(float(np.max(mel)))
+        return {kind: float(np.mean(values)) for kind, values in sorted(loudest.items())}
+
+    real_mean = mean_loudest(real, real_fg)
+    excess = [float(np.max(mel)) - real_mean[str(kind)] for mel, kind in zip(generated, generated_fg)
+              if str(kind) in real_mean]
+    generated_mean = mean_loudest(generated, generated_fg)
     return {"excess": float(np.mean(excess)) if excess else float("nan"),
-            "generated_per_kind": {k: float(np.mean(v)) for k, v in sorted(gen_max.items())},
-            "real_per_kind": {k: float(np.mean(v)) for k, v in sorted(real_max.items()) if k in gen_max},
+            "generated_per_kind": generated_mean,
+            "real_per_kind": {kind: value for kind, value in real_mean.items() if kind in generated_mean},
             "definition": "loudest log-mel value of a clip; excess = generated minus the real training clips' mean "
                           "of the same foreground kind, averaged over generated clips"}
 

@@ -189,14 +189,15 @@ def mel_reading(params: dict, real: RealClips, dev: pd.DataFrame, model_path: st
     ceiling_fg, ceiling_bg = _labels(real.dev)
     generated = generator_mels(model_path, list(dev["caption"]), n_z, params["seed"], pretrained, stream)
     generated = np.maximum(generated, np.log(params["audio"]["log_clamp"]))  # the floor every real log-mel has
-    gen_x = mel_features(generated.reshape(-1, *generated.shape[2:]))
-    out = reading(train_x, train_fg, train_bg, gen_x, np.repeat(dev_fg, n_z), np.repeat(dev_bg, n_z),
+    clips, clip_fg = generated.reshape(-1, *generated.shape[2:]), np.repeat(dev_fg, n_z)  # prompt by prompt, n_z each
+    gen_x = mel_features(clips)
+    out = reading(train_x, train_fg, train_bg, gen_x, clip_fg, np.repeat(dev_bg, n_z),
                   ceiling=mel_features(real.dev_mels), ceiling_fg=ceiling_fg, ceiling_bg=ceiling_bg)
     kinds = real.train.groupby(["foreground", "background"]).indices.values()
     out["diversity"] = diversity(train_x, [gen_x[i * n_z:(i + 1) * n_z] for i in range(len(dev))],
                                  [train_x[list(rows)] for rows in kinds])
     out["generated"].update(n_prompts=len(dev), n_z=n_z)
-    out["peaks"] = peaks(generated.reshape(-1, *generated.shape[2:]), np.repeat(dev_fg, n_z), real.train_mels, train_fg)
+    out["peaks"] = peaks(clips, clip_fg, real.train_mels, train_fg)
     return out
 
 
