@@ -13,16 +13,24 @@ candidate per prompt to save time). Variants (docs/paper.md sections 3-4):
                objective, hinge + SC + F2R + G2S + L2W, which `contrastive` repeats. Since the evening of
                2026-12-07 it adds mode seeking (0.25, 4 rows), D's onset channel and the caption check
                (mismatch 1) and trains 1 000 steps; rows measured before trained without them, 1 200 steps,
-               which `plain_hinge` repeats
-  demo_contrastive  the overlay as it is with the paper's four contrastive losses at their weights (1): for the
+               which `plain_hinge` repeats. Since the late night of 2026-12-07 G's output has a soft ceiling
+               (model.g_peak_cap); rows measured before ran without it, which `demo_uncapped` repeats
+  contrastive_capped  the overlay as it is with the paper's four contrastive losses at their weights (1): for the
                demo, the paper's objective with the options the demo keeps
-  d_peak       the overlay with D's peak channel (model.d_peak): each bin's maximum over the clip as one more input
+
+Measured on the demo without the ceiling (UNCAPPED_DEMO) and run on it, so that their rows repeat:
+
+  demo_uncapped  that demo: mode seeking 0.25 on 4 rows, D's onset channel, the caption check, 1 000 steps
+  demo_contrastive  that demo with the paper's four contrastive losses at their weights (1)
+  d_peak       that demo with D's peak channel (model.d_peak): each bin's maximum over the clip as one more input
                channel; g_peak_norm with G's output peak-normalised instead, its top from the sentence
                (model.g_peak_norm);
                g_peak_norm_mode_seeking_0.4 with mode seeking at 0.4 (the demo's 0.25);
-               g_peak_norm_mismatch_2 with D's caption check at 2 (the demo's 1)
+               g_peak_norm_mismatch_2 with D's caption check at 2 (the demo's 1);
+               g_peak_cap with a soft ceiling on G's output at the sentence's level instead (model.g_peak_cap):
+               the demo since, as `full`
 
-Every variant below was measured on that earlier demo and runs on it: its changes on top of `plain_hinge`'s
+Every variant below was measured on an earlier demo still and runs on it: its changes on top of `plain_hinge`'s
 (PLAIN_DEMO: no mode seeking, onset channel or caption check, 1 200 steps), so that its rows in
 docs/benchmarks.md repeat; in their text, `full` is the demo of their session (compare with --reference
 plain_hinge). With another --overlay they too train 1 200 steps unless --steps says otherwise.
@@ -127,9 +135,12 @@ PAPER_LOSSES = {name: 1.0 for name in CONTRASTIVE}  # the paper's four contrasti
 WITHOUT_OPTIONS = {"text": {"encoder": "hash"}, "model": {"g_noise_maps": "none", "g_noise_strength": 0.0},
                    "loss": PAPER_LOSSES}
 # The demo before the evening of 2026-12-07 (hinge alone, 1 200 steps), as changes to today's: every variant but
-# `full` was measured on it and is run on it (on_plain_demo), so that its rows in docs/benchmarks.md repeat
-PLAIN_DEMO = {"model": {"d_time_delta": False}, "loss": {"mode_seeking": 0.0, "mode_seeking_rows": 8, "mismatch": 0.0},
-              "train": {"steps": 1200}}
+# `full` was measured on it and is run on it (on_demo_of), so that its rows in docs/benchmarks.md repeat
+PLAIN_DEMO = {"model": {"d_time_delta": False, "g_peak_cap": False},
+              "loss": {"mode_seeking": 0.0, "mode_seeking_rows": 8, "mismatch": 0.0}, "train": {"steps": 1200}}
+# The demo of the night of 2026-12-07 (mode seeking, D's onset channel, the caption check; G uncapped), as changes to
+# today's: the variants measured on it run on it (on_uncapped_demo)
+UNCAPPED_DEMO = {"model": {"g_peak_cap": False}}
 PEAK_NORM = {"model": {"g_peak_norm": True}}  # G's output peak-normalised (model.g_peak_norm)
 # G's first map 2 x 8 (one block fewer each side), so D's attention fits its two upper levels
 INIT_2X8 = {"init_shape": [2, 8], "d_attention": ["double", "triple"]}
@@ -224,21 +235,30 @@ MEASURED_ON_PLAIN_DEMO = {
 }
 
 
-def on_plain_demo(variant: dict) -> dict:
-    """``variant``'s changes on top of PLAIN_DEMO's, section by section (the variant's values win)."""
-    merged = {section: dict(values) for section, values in PLAIN_DEMO.items()}
+MEASURED_ON_UNCAPPED_DEMO = {
+    "demo_uncapped": {},
+    "demo_contrastive": {"loss": PAPER_LOSSES},
+    "d_peak": {"model": {"d_peak": True}},
+    "g_peak_norm": PEAK_NORM,
+    "g_peak_norm_mode_seeking_0.4": {**PEAK_NORM, "loss": {"mode_seeking": 0.4}},
+    "g_peak_norm_mismatch_2": {**PEAK_NORM, "loss": {"mismatch": 2.0}},
+    "g_peak_cap": {"model": {"g_peak_cap": True}},  # the cap on that demo: today's demo
+}
+
+
+def on_demo_of(base: dict, variant: dict) -> dict:
+    """``variant``'s changes on top of an earlier demo's (``base``: changes to today's), section by section (the
+    variant's values win)."""
+    merged = {section: dict(values) for section, values in base.items()}
     for section, values in variant.items():
         merged.setdefault(section, {}).update(values)
     return merged
 
 
-VARIANTS = {"full": {}, **{name: on_plain_demo(changes) for name, changes in MEASURED_ON_PLAIN_DEMO.items()},
+VARIANTS = {"full": {}, **{name: on_demo_of(PLAIN_DEMO, changes) for name, changes in MEASURED_ON_PLAIN_DEMO.items()},
+            **{name: on_demo_of(UNCAPPED_DEMO, changes) for name, changes in MEASURED_ON_UNCAPPED_DEMO.items()},
             # variants of today's demo
-            "demo_contrastive": {"loss": PAPER_LOSSES},
-            "d_peak": {"model": {"d_peak": True}},
-            "g_peak_norm": PEAK_NORM,
-            "g_peak_norm_mode_seeking_0.4": {**PEAK_NORM, "loss": {"mode_seeking": 0.4}},
-            "g_peak_norm_mismatch_2": {**PEAK_NORM, "loss": {"mismatch": 2.0}}}
+            "contrastive_capped": {"loss": PAPER_LOSSES}}
 
 
 def with_variant(params: dict, variant: str, seed: int, steps: int | None, audio_reading: bool = False,

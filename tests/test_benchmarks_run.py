@@ -208,7 +208,8 @@ def test_conditioning_benchmark_merges_saved_runs_and_compares_each_variant_with
 
 def test_the_variants_measured_on_the_earlier_demo_still_run_on_it_and_full_is_the_demo_as_it_is():
     """docs/benchmarks.md's rows must repeat: a variant measured before the demo took up mode seeking, D's onset
-    channel and the caption check runs on the demo of then (its own changes on top), `full` on today's."""
+    channel and the caption check runs on the demo of then (its own changes on top), one measured before G's ceiling
+    on the demo without it, `full` on today's."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from conditioning import with_variant
 
@@ -218,13 +219,19 @@ def test_the_variants_measured_on_the_earlier_demo_still_run_on_it_and_full_is_t
 
     def settings(p: dict) -> tuple:
         return (p["train"]["steps"], p["model"]["d_time_delta"], p["loss"]["mode_seeking"],
-                p["loss"]["mode_seeking_rows"], p["loss"]["mismatch"])
+                p["loss"]["mode_seeking_rows"], p["loss"]["mismatch"], p["model"]["g_peak_cap"])
 
-    assert settings(with_variant(demo, "full", 1, None)) == settings(demo)
+    assert settings(with_variant(demo, "full", 1, None)) == settings(demo) == (1000, True, 0.25, 4, 1.0, True)
     for variant in ("plain_hinge", "hinge_only", "export_best_train_mean"):
-        assert settings(with_variant(demo, variant, 1, None)) == (1200, False, 0.0, 8, 0.0), variant
+        assert settings(with_variant(demo, variant, 1, None)) == (1200, False, 0.0, 8, 0.0, False), variant
     # a variant's own changes win over the earlier demo's
-    assert settings(with_variant(demo, "mode_seeking_0.2_rows_4_d_time_delta_1000", 1, None)) == (1000, True, 0.2, 4, 0.0)
+    assert settings(with_variant(demo, "mode_seeking_0.2_rows_4_d_time_delta_1000", 1, None)) == (1000, True, 0.2, 4, 0.0,
+                                                                                                 False)
+    # the demo before G's ceiling, and what was measured on it, run without it; the cap on it is today's demo
+    for variant in ("demo_uncapped", "d_peak", "demo_contrastive"):
+        assert settings(with_variant(demo, variant, 1, None)) == (1000, True, 0.25, 4, 1.0, False), variant
+    assert with_variant(demo, "g_peak_norm", 1, None)["model"]["g_peak_cap"] is False
+    assert with_variant(demo, "g_peak_cap", 1, None) == with_variant(demo, "full", 1, None)
     assert with_variant(demo, "steps_1500", 1, None)["train"]["steps"] == 1500
     assert with_variant(demo, "plain_hinge", 1, 7)["train"]["steps"] == 7  # --steps still overrides
 

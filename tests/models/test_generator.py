@@ -239,3 +239,29 @@ def test_peak_norm_puts_every_clips_loudest_value_at_the_level_its_sentence_give
         levels = normed.peak_level(text.sentence).squeeze(1)
         torch.testing.assert_close(normed(z, text).amax(dim=(1, 2, 3)), levels)
         assert (levels[0] - levels[1]).abs() > 1e-3
+
+
+def test_peak_cap_bends_only_the_top_nat_below_the_sentences_level() -> None:
+    """model.g_peak_cap (issue 19): a soft ceiling, not a normalisation. Values far below the level pass unchanged
+    (a quiet clip stays quiet, unlike peak_norm), values far above it come out at the level, and the level follows
+    the sentence once its map learns; it cannot be combined with peak_norm."""
+    torch.manual_seed(0)
+    plain = Generator(**TINY).eval()
+    torch.manual_seed(0)
+    capped = Generator(**TINY, peak_cap=True).eval()
+    z, text = torch.randn(2, Z_DIM), make_text()
+    with torch.no_grad():
+        before = plain(z, text)
+        assert before.amax() < -2.0  # the output shift puts G's first clips nats below the level 0
+        torch.testing.assert_close(capped(z, text), before, atol=1e-4, rtol=0)
+        for net in (plain, capped):
+            net.output_shift.fill_(6.0)  # now every value is nats above the level
+        loud = plain(z, text)
+        assert loud.amin() > 2.0
+        torch.testing.assert_close(capped(z, text), torch.zeros_like(loud), atol=1e-3, rtol=0)
+        capped.peak_level.weight.normal_()
+        levels = capped.peak_level(text.sentence).squeeze(1)
+        torch.testing.assert_close(capped(z, text).amax(dim=(1, 2, 3)), levels, atol=1e-3, rtol=0)
+        assert (levels[0] - levels[1]).abs() > 1e-3
+    with pytest.raises(ValueError, match="choose one"):
+        Generator(**TINY, peak_norm=True, peak_cap=True)

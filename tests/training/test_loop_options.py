@@ -121,3 +121,15 @@ def test_the_peak_channel_trains_and_its_model_file_rebuilds_a_discriminator_wit
     assert saved["model"]["d_peak"] is True and discriminator.peak
     assert discriminator.blocks[0].conv1.in_channels == 3
     assert saved["model"]["g_peak_norm"] is True and generator.peak_norm
+
+
+def test_the_peak_cap_trains_and_its_model_file_rebuilds_a_generator_with_it(tmp_path, tiny_model, tiny_data):
+    """model.g_peak_cap: one step with G's soft ceiling; the model file records it and the generator rebuilt from it
+    caps its output at the level its trained map reads from the sentence."""
+    from scenesynth.inference.protocol import load_model
+
+    params = with_overrides(tiny_model["params"], model={"g_peak_cap": True}, train={"steps": 1})
+    train(params, tiny_data["mels"], tiny_data["text"], tmp_path, tmp_path / "m.json", max_steps=1)
+    generator, _, saved = load_model(tmp_path / "model.pt", torch.device("cpu"))
+    assert saved["model"]["g_peak_cap"] is True and generator.peak_cap and not generator.peak_norm
+    assert generator.peak_level.bias.abs().item() > 0  # the level's map took a step

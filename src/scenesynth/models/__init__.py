@@ -61,6 +61,7 @@ def build_models(
         noise_strength=cfg.get("g_noise_strength", 0.0),
         input_text=cfg.get("g_input_text", False),
         peak_norm=cfg.get("g_peak_norm", False),
+        peak_cap=cfg.get("g_peak_cap", False),
     )
     discriminator = Discriminator(
         base_channels=cfg["d_channels"],

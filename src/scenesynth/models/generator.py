@@ -26,6 +26,10 @@ Choices:
   kind; the demo's generator made single bin-frames of chirps 3.4 nats and of beeps 1.3 nats louder than that, a
   local error D's sum pooling barely sees, and after a vocoder and the same normalisation the whole clip dropped a
   nat (issue 19). Pinned at the top, the same error shows as a clip too quiet everywhere.
+- With ``peak_cap`` (``model.g_peak_cap``, off in the paper's setting) the output passes a soft ceiling at the
+  sentence's level instead: min(out, level) smoothed by a softplus (``PEAK_CAP_SHARPNESS``), identity a nat below
+  it. It forbids the overshoot without pinning every clip's maximum, so a clip may still be quieter than its kind's
+  loudest, as a crowd under a chirp can be; ``peak_norm`` pins it and cost the background and the spread.
 - attention_plan[j] is the stage after block j+1, i.e. at level j+1 (resolution 2^(j+1) * [F0, T0]);
   None skips a level. The default ("triple", "double", "single") puts them at 8x32, 16x64 and 32x128
   at paper size, so the largest attention map of G is 32 x 128 (128 channels).
@@ -50,6 +54,9 @@ from scenesynth.text.batch import TextBatch
 
 
 NOISE_MAPS = ("none", "pixel", "time")
+# peak_cap's softplus sharpness: a value at the level comes out ln(2) / 4 = 0.17 nat below it, one a nat below
+# 0.005 nat below, so the cap bends only the top nat, the few tenths real clips of one kind spread over
+PEAK_CAP_SHARPNESS = 4.0
 
 
 def noise_chunks(z_dim: int, levels: int) -> list[int]:
@@ -82,6 +89,7 @@ class Generator(nn.Module):
         noise_strength: float = 0.0,
         input_text: bool = False,
         peak_norm: bool = False,
+        peak_cap: bool = False,
     ) -> None:
         super().__init__()
         if noise_maps not in NOISE_MAPS:
@@ -114,8 +122,10 @@ class Generator(nn.Module):
         self.output_scale = nn.Parameter(torch.tensor(float(output_scale)))
         self.output_shift = nn.Parameter(torch.tensor(float(output_shift)))
         self.noise_maps = noise_maps
-        self.peak_norm = peak_norm
-        if peak_norm:  # the clip's loudest value, from the sentence alone: starts at 0 for every prompt
+        if peak_norm and peak_cap:
+            raise ValueError("peak_norm and peak_cap are two ways to bound the output's top: choose one")
+        self.peak_norm, self.peak_cap = peak_norm, peak_cap
+        if peak_norm or peak_cap:  # the clip's top level, from the sentence alone: starts at 0 for every prompt
             self.peak_level = nn.Linear(sentence_dim, 1)
             nn.init.zeros_(self.peak_level.weight)
             nn.init.zeros_(self.peak_level.bias)
@@ -153,4 +163,7 @@ class Generator(nn.Module):
         if self.peak_norm:
             level = self.peak_level(text.sentence.to(out.dtype))[:, :, None, None]
             out = out - out.amax(dim=(2, 3), keepdim=True) + level
+        elif self.peak_cap:
+            level = self.peak_level(text.sentence.to(out.dtype))[:, :, None, None]
+            out = level - F.softplus(level - out, beta=PEAK_CAP_SHARPNESS)
         return out
