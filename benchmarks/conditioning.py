@@ -31,7 +31,7 @@ Measured on the demo without the ceiling (UNCAPPED_DEMO) and run on it, so that 
                the demo since, as `full`
 
 Every variant below was measured on an earlier demo still and runs on it: its changes on top of `plain_hinge`'s
-(PLAIN_DEMO: no mode seeking, onset channel or caption check, 1 200 steps), so that its rows in
+(PLAIN_DEMO: no mode seeking, onset channel, caption check or ceiling on G, 1 200 steps), so that its rows in
 docs/benchmarks.md repeat; in their text, `full` is the demo of their session (compare with --reference
 plain_hinge). With another --overlay they too train 1 200 steps unless --steps says otherwise.
 
@@ -139,7 +139,7 @@ WITHOUT_OPTIONS = {"text": {"encoder": "hash"}, "model": {"g_noise_maps": "none"
 PLAIN_DEMO = {"model": {"d_time_delta": False, "g_peak_cap": False},
               "loss": {"mode_seeking": 0.0, "mode_seeking_rows": 8, "mismatch": 0.0}, "train": {"steps": 1200}}
 # The demo of the night of 2026-12-07 (mode seeking, D's onset channel, the caption check; G uncapped), as changes to
-# today's: the variants measured on it run on it (on_uncapped_demo)
+# today's: the variants measured on it run on it (on_demo_of(UNCAPPED_DEMO, ...))
 UNCAPPED_DEMO = {"model": {"g_peak_cap": False}}
 PEAK_NORM = {"model": {"g_peak_norm": True}}  # G's output peak-normalised (model.g_peak_norm)
 # G's first map 2 x 8 (one block fewer each side), so D's attention fits its two upper levels

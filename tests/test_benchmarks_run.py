@@ -232,6 +232,11 @@ def test_the_variants_measured_on_the_earlier_demo_still_run_on_it_and_full_is_t
         assert settings(with_variant(demo, variant, 1, None)) == (1000, True, 0.25, 4, 1.0, False), variant
     assert with_variant(demo, "g_peak_norm", 1, None)["model"]["g_peak_cap"] is False
     assert with_variant(demo, "g_peak_cap", 1, None) == with_variant(demo, "full", 1, None)
+    # the paper's claim on each demo: its four contrastive losses on, the ceiling as that demo had it
+    for variant, capped in (("contrastive_capped", True), ("demo_contrastive", False)):
+        params = with_variant(demo, variant, 1, None)
+        assert [params["loss"][name] for name in ("sc", "f2r", "g2s", "l2w")] == [1.0] * 4, variant
+        assert settings(params) == (1000, True, 0.25, 4, 1.0, capped), variant
     assert with_variant(demo, "steps_1500", 1, None)["train"]["steps"] == 1500
     assert with_variant(demo, "plain_hinge", 1, 7)["train"]["steps"] == 7  # --steps still overrides
 

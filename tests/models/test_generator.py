@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from conftest import REPO
 from scenesynth.config import ConfigError, deep_merge, load_params, validate_params
 from scenesynth.models import Generator, build_models, count_parameters
 from scenesynth.models.attention import AttentionStage
+from scenesynth.models.generator import PEAK_CAP_SHARPNESS
 from scenesynth.models.layers import ConditionalBatchNorm2d, resolution_levels
 from scenesynth.text.batch import TextBatch
 
@@ -259,6 +261,14 @@ def test_peak_cap_bends_only_the_top_nat_below_the_sentences_level() -> None:
         loud = plain(z, text)
         assert loud.amin() > 2.0
         torch.testing.assert_close(capped(z, text), torch.zeros_like(loud), atol=1e-3, rtol=0)
+        # the bend: a value exactly at the level comes out ln(2) / sharpness below it, not at it (a hard min)
+        top = plain(z, text).amax()
+        for net in (plain, capped):
+            net.output_shift.sub_(top)  # the loudest value now exactly at the level 0
+        at_level = plain(z, text).flatten().argmax()
+        torch.testing.assert_close(capped(z, text).flatten()[at_level], torch.tensor(-math.log(2) / PEAK_CAP_SHARPNESS))
+        for net in (plain, capped):
+            net.output_shift.add_(top)  # back to every value nats above the level
         capped.peak_level.weight.normal_()
         levels = capped.peak_level(text.sentence).squeeze(1)
         torch.testing.assert_close(capped(z, text).amax(dim=(1, 2, 3)), levels, atol=1e-3, rtol=0)

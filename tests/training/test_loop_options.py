@@ -127,9 +127,17 @@ def test_the_peak_cap_trains_and_its_model_file_rebuilds_a_generator_with_it(tmp
     """model.g_peak_cap: one step with G's soft ceiling; the model file records it and the generator rebuilt from it
     caps its output at the level its trained map reads from the sentence."""
     from scenesynth.inference.protocol import load_model
+    from scenesynth.text.cache import TextCache
 
     params = with_overrides(tiny_model["params"], model={"g_peak_cap": True}, train={"steps": 1})
     train(params, tiny_data["mels"], tiny_data["text"], tmp_path, tmp_path / "m.json", max_steps=1)
     generator, _, saved = load_model(tmp_path / "model.pt", torch.device("cpu"))
     assert saved["model"]["g_peak_cap"] is True and generator.peak_cap and not generator.peak_norm
     assert generator.peak_level.bias.abs().item() > 0  # the level's map took a step
+    cache = TextCache(tiny_data["text"])
+    text = cache.batch(cache.captions[:2])
+    with torch.no_grad():
+        generator.output_shift.fill_(20.0)  # every value far above any level the map gives
+        levels = generator.peak_level(text.sentence)[:, :, None, None]
+        out = generator(torch.randn(2, generator.z_dim), text)
+        assert (out <= levels + 1e-5).all() and (out >= levels - 1e-3).all()

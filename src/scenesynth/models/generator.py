@@ -94,6 +94,8 @@ class Generator(nn.Module):
         super().__init__()
         if noise_maps not in NOISE_MAPS:
             raise ValueError(f"noise_maps must be one of {', '.join(NOISE_MAPS)}, got {noise_maps!r}")
+        if peak_norm and peak_cap:
+            raise ValueError("peak_norm and peak_cap are two ways to bound the output's top: choose one")
         self.levels = resolution_levels(n_mels, n_frames, init_shape)
         # noise_blocks: z = [input chunk, one chunk per block]; each block's CBN sees [sentence, its chunk]
         self.z_chunks = noise_chunks(z_dim, self.levels) if noise_blocks else [z_dim]
@@ -122,8 +124,6 @@ class Generator(nn.Module):
         self.output_scale = nn.Parameter(torch.tensor(float(output_scale)))
         self.output_shift = nn.Parameter(torch.tensor(float(output_shift)))
         self.noise_maps = noise_maps
-        if peak_norm and peak_cap:
-            raise ValueError("peak_norm and peak_cap are two ways to bound the output's top: choose one")
         self.peak_norm, self.peak_cap = peak_norm, peak_cap
         if peak_norm or peak_cap:  # the clip's top level, from the sentence alone: starts at 0 for every prompt
             self.peak_level = nn.Linear(sentence_dim, 1)
