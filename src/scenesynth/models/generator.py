@@ -160,10 +160,8 @@ class Generator(nn.Module):
                 h = stage(h, text)
         h = self.out_conv(F.relu(self.out_norm(h)))
         out = self.output_scale * h + self.output_shift
-        if self.peak_norm:
+        if self.peak_norm or self.peak_cap:
             level = self.peak_level(text.sentence.to(out.dtype))[:, :, None, None]
-            out = out - out.amax(dim=(2, 3), keepdim=True) + level
-        elif self.peak_cap:
-            level = self.peak_level(text.sentence.to(out.dtype))[:, :, None, None]
-            out = level - F.softplus(level - out, beta=PEAK_CAP_SHARPNESS)
+            out = (out - out.amax(dim=(2, 3), keepdim=True) + level if self.peak_norm
+                   else level - F.softplus(level - out, beta=PEAK_CAP_SHARPNESS))
         return out
