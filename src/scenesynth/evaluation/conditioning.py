@@ -197,16 +197,16 @@ def diversity(train_features: np.ndarray, generated_groups: list[np.ndarray], re
 def peaks(generated: list[np.ndarray] | np.ndarray, generated_fg, real: list[np.ndarray], real_fg) -> dict:
     """Each generated clip's loudest log-mel value against the real clips' of its foreground kind (module
     docstring): {"excess", "generated_per_kind", "real_per_kind"}."""
-    def mean_loudest(mels, kinds) -> dict[str, float]:
-        loudest: dict[str, list[float]] = {}
-        for mel, kind in zip(mels, kinds):
-            loudest.setdefault(str(kind), []).append(float(np.max(mel)))
-        return {kind: float(np.mean(values)) for kind, values in sorted(loudest.items())}
+    def mean_by_kind(tops: list[float], kinds: list[str]) -> dict[str, float]:
+        by_kind: dict[str, list[float]] = {}
+        for top, kind in zip(tops, kinds):
+            by_kind.setdefault(kind, []).append(top)
+        return {kind: float(np.mean(values)) for kind, values in sorted(by_kind.items())}
 
-    real_mean = mean_loudest(real, real_fg)
-    excess = [float(np.max(mel)) - real_mean[str(kind)] for mel, kind in zip(generated, generated_fg)
-              if str(kind) in real_mean]
-    generated_mean = mean_loudest(generated, generated_fg)
+    gen_tops, gen_kinds = [float(np.max(mel)) for mel in generated], [str(kind) for kind in generated_fg]
+    real_mean = mean_by_kind([float(np.max(mel)) for mel in real], [str(kind) for kind in real_fg])
+    excess = [top - real_mean[kind] for top, kind in zip(gen_tops, gen_kinds) if kind in real_mean]
+    generated_mean = mean_by_kind(gen_tops, gen_kinds)
     return {"excess": float(np.mean(excess)) if excess else float("nan"),
             "generated_per_kind": generated_mean,
             "real_per_kind": {kind: value for kind, value in real_mean.items() if kind in generated_mean},
