@@ -161,7 +161,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     evaluate(_params(args), generated=args.generated, manifest=args.manifest, metrics_dir=args.out,
              run_dir=args.run, pretrained=args.pretrained, train_manifest=args.train_manifest, cache=args.cache,
-             model=args.model)
+             model=args.model, resynth_reference=args.resynth_reference)
+
+
+def cmd_resynth_reference(args: argparse.Namespace) -> None:
+    from scenesynth.evaluation.resynth_reference import build_resynth_reference
+
+    build_resynth_reference(_params(args), manifest=args.manifest, train_manifest=args.train_manifest,
+                            out_dir=args.out)
 
 
 def cmd_report_assets(args: argparse.Namespace) -> None:
@@ -244,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
                               help="the run's model.pt: its generator's log-mels for the demo's conditioning score")
     evaluate_cmd.add_argument("--cache", default=paths.EMBEDDING_CACHE,
                               help="per-clip embedding cache (default: %(default)s)")
+    evaluate_cmd.add_argument("--resynth-reference", default=None,
+                              help="resynth-reference's file: the audio reading's real clips, already resynthesised "
+                                   f"({paths.RESYNTH}/resynthesised.npz; without it they are made here)")
+    verb("resynth-reference", cmd_resynth_reference, "the conditioning score's audio reading: its real clips "
+         "resynthesised (Griffin-Lim), ahead of evaluate", manifest="the dev set's manifest.parquet",
+         train_manifest="acquire's manifest (the training clips and their labels)", out=f"output folder ({paths.RESYNTH})")
     synthesize_cmd = verb("synthesize", cmd_synthesize, "synthesize any prompt(s) with a trained model: "
                           "one WAV + JSON sidecar each", model="model.pt (runs/train/model.pt)", out="output folder")
     synthesize_cmd.add_argument("prompt", nargs="*", help="prompt(s), each in quotes")

@@ -42,11 +42,13 @@ AUDIO_48K = "data/audio48k"          # resample: 48 kHz WAV (or FLAC) + manifest
 MELS = "data/mels"                   # mel: WebDataset shards + index.json + rejects.csv
 TEXT = "data/text"                   # text: embedding cache (captions.parquet, vocab.npz, info.json)
 RUN = "runs/train"                   # train: model.pt, checkpoints/ (resume), samples/, mlflow_run.json, timing.json
+RESYNTH = "data/resynth"             # resynth_reference: resynthesised.npz (the audio reading's real clips through Griffin-Lim)
 GENERATED = "outputs/dev"            # generate: seed<S>/<prompt id>.wav + generation.json (+ timing.json)
 REPORT = "outputs/report"            # report_assets: prompts/<prompt id>.html, metrics.html (snakemake --report)
 METRICS = "metrics"                  # headline.json (what `dvc exp show` compares), train.json, fad.json, conditioning.json
 LOGS = "logs"                        # one log per Snakemake job
 BENCHMARKS = "logs/benchmarks"       # Snakemake `benchmark:` tables of the heavy rules
+RESYNTH_FILE = "resynthesised.npz"  # in RESYNTH
 TIMING_FILE = "timing.json"          # wall-clock figures, kept apart: the only outputs that differ between identical runs
 
 

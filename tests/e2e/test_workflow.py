@@ -100,10 +100,12 @@ def test_snakemake_runs_the_whole_dag_and_reruns_only_what_changed(tmp_path):
     assert 'id="curves"' in (project / "outputs/report/metrics.html").read_text()
     headline = json.loads((project / "metrics/headline.json").read_text())
     assert headline["fad_ci_low"] <= headline["fad_mean"] <= headline["fad_ci_high"]
-    for rule in ("acquire", "resample", "mel", "text", "train", "generate", "evaluate"):
+    for rule in ("acquire", "resample", "mel", "text", "train", "resynth_reference", "generate", "evaluate"):
         assert (project / "logs" / f"{rule}.log").is_file()
-    for rule in ("resample", "mel", "train", "generate", "evaluate"):
+    for rule in ("resample", "mel", "train", "resynth_reference", "generate", "evaluate"):
         assert (project / "logs/benchmarks" / f"{rule}.tsv").is_file()
+    evaluate_log = (project / "logs/evaluate.log").read_text()  # the audio reading's real clips: made beside training
+    assert "'train' clips read, already resynthesised" in evaluate_log and "again here" not in evaluate_log
     assert (project / "mlflow.db").is_file()
 
     # Timestamps do not matter (a DVC checkout rewrites them) ...

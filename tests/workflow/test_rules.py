@@ -3,7 +3,8 @@
 from conftest import REPO, TINY_OVERLAY
 from scenesynth import paths
 from scenesynth.config import load_params
-from scenesynth.workflow.rules import acquire_inputs, dev_set_inputs, dev_set_options, train_eval_inputs
+from scenesynth.workflow.rules import (acquire_inputs, dev_set_inputs, dev_set_options, option_of,
+                                       resynth_reference_inputs, train_eval_inputs)
 
 
 def test_training_never_takes_the_dev_set_and_every_source_has_one():
@@ -25,3 +26,14 @@ def test_training_takes_the_dev_set_and_the_eval_models_only_when_it_evaluates()
     off = {**paper, "train": {**paper["train"], "eval_every": 0}}
     assert train_eval_inputs(off) == {}
     assert train_eval_inputs(load_params(REPO / "params.yaml", TINY_OVERLAY))["eval_models"] == []  # stand-ins
+
+
+def test_evaluate_takes_the_resynthesised_clips_only_where_it_has_an_audio_reading():
+    paper, tiny = load_params(REPO / "params.yaml"), load_params(REPO / "params.yaml", TINY_OVERLAY)
+    assert resynth_reference_inputs(paper) == {}  # the HiFi-GAN's clips: no Griffin-Lim reading, no such job
+    assert resynth_reference_inputs(tiny) == {"resynth_reference": f"{paths.RESYNTH}/{paths.RESYNTH_FILE}"}
+    assert resynth_reference_inputs({**tiny, "evaluate": {**tiny["evaluate"], "conditioning": False}}) == {}
+    assert option_of(resynth_reference_inputs(tiny), "resynth_reference") == \
+        f"--resynth-reference {paths.RESYNTH}/{paths.RESYNTH_FILE}"
+    assert option_of({"resynth_reference": "my data/r.npz"}, "resynth_reference") == "--resynth-reference 'my data/r.npz'"
+    assert option_of({}, "resynth_reference") == ""

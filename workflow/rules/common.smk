@@ -9,9 +9,9 @@ from scenesynth import paths as P
 from scenesynth.config import ConfigError
 from scenesynth.data.audiocaps import SPLITS as AUDIOCAPS_SPLITS
 from scenesynth.pretrained.models import PIPELINE_MODELS
-from scenesynth.workflow.rules import (acquire_inputs, acquire_inventory, dev_set_inputs, dev_set_options, overlay_from,
-                                       pretrained_inputs, resolve_params, train_eval_inputs,
-                                       train_threads)
+from scenesynth.workflow.rules import (acquire_inputs, acquire_inventory, dev_set_inputs, dev_set_options, option_of,
+                                       overlay_from, pretrained_inputs, resolve_params, resynth_reference_inputs,
+                                       train_eval_inputs, train_threads)
 from scenesynth.workflow.stages import stage_code, stage_settings
 
 try:

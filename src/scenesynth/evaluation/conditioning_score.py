@@ -232,14 +232,15 @@ def selection_prompts(real: RealClips, dev: pd.DataFrame, n: int, seed: int) -> 
 
 def conditioning_metrics(params: dict, real: RealClips, dev: pd.DataFrame, first_seed: dict[str, Path],
                          model_path: str | Path, pretrained: str | Path,
-                         audio: bool = True, stream: int = NOISE_STREAM) -> tuple[dict, dict]:
+                         audio: bool = True, stream: int = NOISE_STREAM, reference=None) -> tuple[dict, dict]:
     """(conditioning.json, each dev prompt's predicted labels) of a model file and its first seed's clips;
-    ``audio`` False leaves out the audio reading (the record says so); ``stream``: the mel reading's noise."""
+    ``audio`` False leaves out the audio reading (the record says so); ``stream``: the mel reading's noise;
+    ``reference``: the resynth_reference stage's resynthesised real clips (audio_reading)."""
     mel = mel_reading(params, real, dev, model_path, pretrained, stream)
     n_z = mel["generated"]["n_z"]
     per_z = {task: mel["generated"].pop(f"{task}_predicted") for task in ("fg", "bg")}
     spreads = mel["diversity"].pop("per_group_ratio")
-    audio, heard = (audio_reading(params, real, dev, first_seed) if audio else
+    audio, heard = (audio_reading(params, real, dev, first_seed, reference) if audio else
                     ({"skipped": "left out of training's periodic evaluation (the mel reading is its curve)"}, None))
     # per_prompt.csv stands beside the first seed's clip: its labels are those of that clip (the audio
     # reading) where there is one; else the mel reading's first noise vector, and the record says so.
@@ -262,30 +263,61 @@ def conditioning_metrics(params: dict, real: RealClips, dev: pd.DataFrame, first
     return result, predicted
 
 
-def audio_reading(params: dict, real: RealClips, dev: pd.DataFrame,
-                  first_seed: dict[str, Path]) -> tuple[dict, dict | None]:
+def resynthesis_inputs(params: dict, real: RealClips) -> tuple[np.ndarray, dict[str, tuple[list[str], list[np.ndarray]]]]:
+    """The real clips the audio reading resynthesises: (``pick``, the rows of ``real.train`` its readers
+    are fitted on, ``conditioning_resynth_clips`` of them drawn with ``seed``; {"train": (keys, log-mels),
+    "dev": (keys, log-mels) of the ceiling's clips}). They depend on the data alone, so the
+    resynth_reference stage resynthesises them beside training (evaluation/resynth_reference.py)."""
+    n = min(params["evaluate"]["conditioning_resynth_clips"], len(real.train_mels))
+    pick = np.sort(np.random.default_rng(params["seed"]).choice(len(real.train_mels), size=n, replace=False))
+    return pick, {"train": ([str(k) for k in real.train["key"].iloc[pick]], [real.train_mels[i] for i in pick]),
+                  "dev": ([str(k) for k in real.dev["key"]], real.dev_mels)}
+
+
+def resynthesis_settings(params: dict) -> dict:
+    """What a resynthesised clip depends on besides its log-mel (and its place in its list: the seed)."""
+    return {"griffin_lim_iters": params["generate"]["griffin_lim_iters"],
+            "output_rate": params["generate"]["sample_rate"]}
+
+
+def resynthesised_reals(params: dict, real: RealClips, reference=None):
+    """(pick, inputs, {"train": ..., "dev": ...} resynthesised log-mels) of ``resynthesis_inputs``; a part
+    ``reference`` (a ResynthReference) holds for the same clips, settings and log-mels is read from it,
+    bit for bit what this would compute on the machine that made it, the rest is computed here."""
+    front_end = MelFrontEnd.from_params(params["audio"])
+    settings = resynthesis_settings(params)
+    pick, inputs = resynthesis_inputs(params, real)
+    out = {}
+    for part, (keys, mels) in inputs.items():
+        stored = reference.lookup(part, keys, mels, settings) if reference is not None else None
+        out[part] = stored if stored is not None else resynthesised(
+            mels, front_end, settings["griffin_lim_iters"], settings["output_rate"])
+    return pick, inputs, out
+
+
+def audio_reading(params: dict, real: RealClips, dev: pd.DataFrame, first_seed: dict[str, Path],
+                  reference=None) -> tuple[dict, dict | None]:
     """The generate stage's clips, read by readers fitted on resynthesised training clips: (the record,
-    each clip's predicted labels by prompt key, or None when skipped)."""
+    each clip's predicted labels by prompt key, or None when skipped). ``reference``: the
+    resynth_reference stage's clips, used where they match."""
     if params["generate"]["vocoder"] != "griffin_lim":
         return {"skipped": "the audio reading resynthesises with Griffin-Lim; this run used "
                            f"{params['generate']['vocoder']}"}, None
     front_end = MelFrontEnd.from_params(params["audio"])
     iters, out_rate = params["generate"]["griffin_lim_iters"], params["generate"]["sample_rate"]
-    n = min(params["evaluate"]["conditioning_resynth_clips"], len(real.train_mels))
-    pick = np.sort(np.random.default_rng(params["seed"]).choice(len(real.train_mels), size=n, replace=False))
+    pick, _, again = resynthesised_reals(params, real, reference)
     train_fg, train_bg = _labels(real.train.iloc[pick])
-    train_x = mel_features(resynthesised([real.train_mels[i] for i in pick], front_end, iters, out_rate))
+    train_x = mel_features(again["train"])
     clips = pd.DataFrame({"key": list(dev["key"]), "path": [str(first_seed[k]) for k in dev["key"]]})
     _, clip_mels, unreadable = real_mels(clips, front_end)
     if unreadable:
         raise AudioReadError(f"{unreadable[0]['path']}: generated clip unreadable ({unreadable[0]['reason']})")
     (dev_fg, dev_bg), (ceiling_fg, ceiling_bg) = _labels(dev), _labels(real.dev)
     out = reading(train_x, train_fg, train_bg, mel_features(clip_mels), dev_fg, dev_bg,
-                  ceiling=mel_features(resynthesised(real.dev_mels, front_end, iters, out_rate)),
-                  ceiling_fg=ceiling_fg, ceiling_bg=ceiling_bg)
+                  ceiling=mel_features(again["dev"]), ceiling_fg=ceiling_fg, ceiling_bg=ceiling_bg)
     labels = {task: out["generated"].pop(f"{task}_predicted") for task in ("fg", "bg")}
     heard = {key: {"foreground": fg, "background": bg} for key, fg, bg in zip(dev["key"], labels["fg"], labels["bg"])}
-    return {"generated": out["generated"], "ceiling": out["ceiling"], "n_training_clips": int(n),
+    return {"generated": out["generated"], "ceiling": out["ceiling"], "n_training_clips": len(pick),
             "griffin_lim_iters": iters, "output_rate": out_rate,
             "what": "the generate stage's clips (first seed) through the front end, against readers fitted on "
                     "training clips resynthesised by front end + Griffin-Lim + the generate stage's output rate and "

@@ -39,6 +39,7 @@ from scenesynth.evaluation.generated import generated_sets, left_out_lines
 from scenesynth.evaluation.frechet import frechet_distance, merged_statistics, organisers_frechet
 from scenesynth.evaluation.per_prompt import per_prompt_table
 from scenesynth.evaluation.reference import Reference, load_reference
+from scenesynth.evaluation.resynth_reference import read_reference
 from scenesynth.tracking import log_to_run, stand_ins
 from scenesynth.utils.atomic import atomic_path, write_json
 from scenesynth.utils.device import inference_device
@@ -115,10 +116,11 @@ class Scorer:
     def __init__(self, params: dict, manifest: str | Path, pretrained: str | Path = paths.PRETRAINED,
                  train_manifest: str | Path | None = None, cache: str | Path = paths.EMBEDDING_CACHE,
                  generated_cache: str | Path | None = None, audio_reading: bool = True,
-                 noise_stream: int = NOISE_STREAM):
+                 noise_stream: int = NOISE_STREAM, resynth_reference: str | Path | None = None):
         cfg = params["evaluate"]
         self.params, self.pretrained, self.audio_reading = params, Path(pretrained), audio_reading
         self.noise_stream = noise_stream
+        self.resynth = read_reference(resynth_reference) if resynth_reference is not None and audio_reading else None
         dev = read_dev_prompts(manifest)
         self.embedding = get_embedding(cfg["fad_embedding"], device=inference_device(params),
                                        checkpoint=(self.pretrained / "panns" / params["pretrained"]["panns"]["file"]
@@ -181,7 +183,8 @@ class Scorer:
                                (not_computed("evaluate.clap_score is false: no CLAP checkpoint is used (the demo "
                                              "fetches none)"), None))
         cond, predicted = (conditioning_metrics(params, self.real, self.dev, next(iter(sets.values())), model,
-                                                self.pretrained, audio=self.audio_reading, stream=self.noise_stream)
+                                                self.pretrained, audio=self.audio_reading, stream=self.noise_stream,
+                                                reference=self.resynth)
                            if self.real is not None and model is not None else (None, None))
         if cond is not None:
             cond["generation_seed"] = next(iter(sets))
@@ -213,11 +216,12 @@ class Scorer:
 def evaluate(params: dict, generated: str | Path, manifest: str | Path, metrics_dir: str | Path,
              run_dir: str | Path | None = None, pretrained: str | Path = paths.PRETRAINED,
              train_manifest: str | Path | None = None, cache: str | Path = paths.EMBEDDING_CACHE,
-             model: str | Path | None = None) -> dict:
+             model: str | Path | None = None, resynth_reference: str | Path | None = None) -> dict:
     """Write metrics/fad.json, clap_score.json, per_prompt.csv and conditioning.json; print one line per
-    metric; log them to the training's MLflow run when ``run_dir`` is given."""
+    metric; log them to the training's MLflow run when ``run_dir`` is given. ``resynth_reference``: the
+    resynth-reference stage's file (the audio reading's real clips, already resynthesised)."""
     generated, metrics_dir = Path(generated), Path(metrics_dir)
-    scorer = Scorer(params, manifest, pretrained, train_manifest, cache)
+    scorer = Scorer(params, manifest, pretrained, train_manifest, cache, resynth_reference=resynth_reference)
     sets, left_out = generated_sets(generated, scorer.keys)
     scores = scorer.score(sets, model)
     fad, clap, conditioning, table = scores["fad"], scores["clap"], scores["conditioning"], scores["per_prompt"]

@@ -58,12 +58,17 @@ DVC_STAGES: dict[str, DvcStage] = {
                          ("evaluate.smk", "pretrained.smk"),
                          deps=(f"{paths.RUN}/model.pt", f"{paths.DEV}/manifest.parquet"),
                          outs={paths.GENERATED: {}}),
+    "resynth_reference": DvcStage(
+        ("resynth_reference",), (f"{paths.RESYNTH}/{paths.RESYNTH_FILE}",), ("evaluate.smk",),
+        deps=(f"{paths.DEV}/manifest.parquet", paths.RAW, paths.MELS), outs={paths.RESYNTH: {}},
+        comment="The audio reading's real clips, resynthesised (data/mels: the rule runs after the shards, for\n"
+                "the order of the jobs alone)."),
     "evaluate": DvcStage(("evaluate", "fetch_pretrained"),
                          (f"{paths.METRICS}/fad.json", f"{paths.METRICS}/clap_score.json",
                           f"{paths.METRICS}/per_prompt.csv", f"{paths.METRICS}/conditioning.json",
                           f"{paths.METRICS}/headline.json"),
                          ("evaluate.smk", "pretrained.smk"),
-                         deps=(paths.GENERATED, paths.DEV, paths.RAW, f"{paths.METRICS}/train.json"),
+                         deps=(paths.GENERATED, paths.DEV, paths.RAW, paths.RESYNTH, f"{paths.METRICS}/train.json"),
                          outs={f"{paths.METRICS}/{name}": {"cache": False}
                                for name in ("fad.json", "clap_score.json", "per_prompt.csv", "conditioning.json")},
                          metrics=(f"{paths.METRICS}/headline.json",),

@@ -80,6 +80,18 @@ def train_eval_inputs(params: dict) -> dict[str, str | list[str]]:
             "eval_models": [f"{paths.PRETRAINED}/{name}/source.json" for name in models]}
 
 
+def resynth_reference_inputs(params: dict) -> dict[str, str]:
+    """The resynth_reference stage's file where evaluate has an audio reading to feed it to (the conditioning
+    score, Griffin-Lim clips); nothing otherwise, so a DAG without that reading has no such job."""
+    reading = params["evaluate"]["conditioning"] and params["generate"]["vocoder"] == "griffin_lim"
+    return {"resynth_reference": f"{paths.RESYNTH}/{paths.RESYNTH_FILE}"} if reading else {}
+
+
+def option_of(inputs: dict[str, str], name: str) -> str:
+    """`--<name> PATH` (shell-quoted) of an optional input, or nothing where the rule has none."""
+    return f"--{name.replace('_', '-')} {shlex.quote(str(inputs[name]))}" if name in inputs else ""
+
+
 def train_threads(params: dict) -> int:
     """Cores the train job uses: per process, the main loop and its DataLoader workers."""
     train = params["train"]

@@ -55,6 +55,9 @@ STAGES: dict[str, Stage] = {
                                                          "evaluate", "pretrained"),
                    ignored=tuple(f"train.{key}" for key in TRAIN_PROCESS_KEYS)),
     "generate": Stage("generate", "scenesynth.inference.generate", ("generate", "pretrained")),
+    "resynth_reference": Stage("resynth-reference", "scenesynth.evaluation.resynth_reference",
+                               ("audio", "seed", "evaluate.conditioning", "evaluate.conditioning_resynth_clips",
+                                "generate.vocoder", "generate.griffin_lim_iters", "generate.sample_rate")),
     "evaluate": Stage("evaluate", "scenesynth.evaluation.evaluate", ("evaluate", "generate", "pretrained", "audio")),
     "report_assets": Stage("report-assets", "scenesynth.report.pages", ("audio", "generate", "evaluate")),
 }
