@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"({paths.RESYNTH}/resynthesised.npz; without it they are made here)")
     verb("resynth-reference", cmd_resynth_reference, "the conditioning score's audio reading: its real clips "
          "resynthesised (Griffin-Lim), ahead of evaluate", manifest="the dev set's manifest.parquet",
-         train_manifest="acquire's manifest (the training clips and their labels)", out=f"output folder ({paths.RESYNTH})")
+         train_manifest="acquire's manifest (the training clips and their labels)",
+         out=f"output folder ({paths.RESYNTH})")
     synthesize_cmd = verb("synthesize", cmd_synthesize, "synthesize any prompt(s) with a trained model: "
                           "one WAV + JSON sidecar each", model="model.pt (runs/train/model.pt)", out="output folder")
     synthesize_cmd.add_argument("prompt", nargs="*", help="prompt(s), each in quotes")

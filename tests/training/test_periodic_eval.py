@@ -225,3 +225,22 @@ def test_a_stop_at_max_steps_between_evaluations_adds_none_and_resumes_as_if_uni
     assert summary["best_step"] == evaluated["summary"]["best_step"]
     record = json.loads((tmp_path / "checkpoints" / EVAL_FILE).read_text())
     assert [e["step"] for e in record["history"]] == [2, 4]
+
+
+def test_evaluations_in_a_worker_process_give_the_history_best_and_model_of_those_in_line(tmp_path, evaluated,
+                                                                                        tiny_data, eval_inputs):
+    """train.eval_background: the same numbers in eval.json, the same best.pt and model.pt, stopped and
+    resumed on the way (the end of each run waits for its evaluations)."""
+    inline = with_overrides(evaluated["params"], train={"export": "best"})
+    expected = run(inline, tiny_data, tmp_path / "inline", eval_inputs)
+    background = with_overrides(inline, train={"eval_background": True})
+    stopped = run(background, tiny_data, tmp_path / "background", eval_inputs, max_steps=2)
+    assert [e["step"] for e in stopped["eval_history"]] == [2]
+    summary = run(background, tiny_data, tmp_path / "background", eval_inputs)
+    assert summary["eval_history"] == expected["eval_history"] and summary["best_step"] == expected["best_step"]
+    for name in (f"checkpoints/{EVAL_FILE}", "train.json"):
+        assert (tmp_path / "background" / name).read_text() == (tmp_path / "inline" / name).read_text()
+    for name in ("model.pt", f"checkpoints/{BEST_FILE}"):
+        mine, theirs = weights(tmp_path / "background" / name), weights(tmp_path / "inline" / name)
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in theirs), name
+    assert not list((tmp_path / "background" / "checkpoints").glob(".eval.partial-*"))  # no model file left behind

@@ -35,5 +35,6 @@ def test_evaluate_takes_the_resynthesised_clips_only_where_it_has_an_audio_readi
     assert resynth_reference_inputs({**tiny, "evaluate": {**tiny["evaluate"], "conditioning": False}}) == {}
     assert option_of(resynth_reference_inputs(tiny), "resynth_reference") == \
         f"--resynth-reference {paths.RESYNTH}/{paths.RESYNTH_FILE}"
-    assert option_of({"resynth_reference": "my data/r.npz"}, "resynth_reference") == "--resynth-reference 'my data/r.npz'"
+    quoted = option_of({"resynth_reference": "my data/r.npz"}, "resynth_reference")
+    assert quoted == "--resynth-reference 'my data/r.npz'"
     assert option_of({}, "resynth_reference") == ""

@@ -189,9 +189,9 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-#: How many processes train does not change what is learnt: neither a rerun trigger nor part of
-#: a checkpoint's fingerprint.
-TRAIN_PROCESS_KEYS = ("processes_per_node", "nodes")
+#: How many processes train (and whether its evaluations run in a process of their own) does not change
+#: what is learnt or measured: neither a rerun trigger nor part of a checkpoint's fingerprint.
+TRAIN_PROCESS_KEYS = ("processes_per_node", "nodes", "eval_background")
 
 
 def source_fingerprint(*subpackages: str) -> str:

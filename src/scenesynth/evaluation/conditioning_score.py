@@ -263,7 +263,7 @@ def conditioning_metrics(params: dict, real: RealClips, dev: pd.DataFrame, first
     return result, predicted
 
 
-def resynthesis_inputs(params: dict, real: RealClips) -> tuple[np.ndarray, dict[str, tuple[list[str], list[np.ndarray]]]]:
+def resynthesis_inputs(params: dict, real: RealClips) -> tuple[np.ndarray, dict[str, tuple[list[str], list]]]:
     """The real clips the audio reading resynthesises: (``pick``, the rows of ``real.train`` its readers
     are fitted on, ``conditioning_resynth_clips`` of them drawn with ``seed``; {"train": (keys, log-mels),
     "dev": (keys, log-mels) of the ceiling's clips}). They depend on the data alone, so the

@@ -120,7 +120,8 @@ def build_resynth_reference(params: dict, manifest: str | Path, train_manifest: 
     record = {"format_version": FORMAT_VERSION, "settings": resynthesis_settings(params), "parts": []}
     skipped = (None if params["evaluate"]["conditioning"] else "evaluate.conditioning is false")
     if skipped is None and params["generate"]["vocoder"] != "griffin_lim":
-        skipped = f"the audio reading resynthesises with Griffin-Lim; generate.vocoder is {params['generate']['vocoder']}"
+        skipped = ("the audio reading resynthesises with Griffin-Lim; generate.vocoder is "
+                   f"{params['generate']['vocoder']}")
     real = labelled_clips(params, train_manifest, read_dev_prompts(manifest)) if skipped is None else None
     if skipped is None and real is None:
         skipped = "no foreground/background labels in the data: no conditioning score"
@@ -134,5 +135,6 @@ def build_resynth_reference(params: dict, manifest: str | Path, train_manifest: 
         record["skipped"] = skipped
     write_reference(Path(out_dir) / FILE, record, packed)
     made = ", ".join(f"{n} {part} clips" for part, n in record.get("clips", {}).items())
-    log.info("%s: %s", Path(out_dir) / FILE, f"nothing to resynthesise ({skipped})" if skipped else f"{made} resynthesised")
+    log.info("%s: %s", Path(out_dir) / FILE,
+             f"nothing to resynthesise ({skipped})" if skipped else f"{made} resynthesised")
     return record

@@ -332,6 +332,8 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
         schedule the stream restarts here (a fresh one per scheduled checkpoint)."""
         state.stream_origin, state.stream_drawn = (state.step, 0) if scheduled else (batches.origin, batches.drawn)
         if ctx.is_main:
+            if evaluation is not None:  # eval.json and best.pt of the steps before this one (periodic_eval.py)
+                evaluation.settle(tracker, wait_below=state.step)
             save_checkpoint(state, checkpoint, config_fp, ctx.world_size)
         ctx.barrier()
 
@@ -367,9 +369,13 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
                         checkpoint_here(scheduled=False)
                     status = "KILLED"  # MLflow's word for a run stopped from outside; it resumes into the same run
                     raise TrainingStopped(state.step, stop.signal_name, checkpoint)
+        if evaluation is not None and ctx.is_main:
+            evaluation.settle(tracker)
         status = "FINISHED"
     finally:
         wrapped = None  # freed by stop() before the process group, even if an error keeps this frame
+        if evaluation is not None:
+            evaluation.close()
         if tracker is not None:
             tracker.close(status)
     elapsed = time.perf_counter() - started

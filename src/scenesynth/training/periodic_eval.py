@@ -29,6 +29,14 @@ conditioning score's own noise) and, so that nothing it calls can move training'
 global RNG (torch CPU and CUDA, numpy, Python) is saved before it and restored after: a run with
 `eval_every` set ends with the same weights as one without (tests/training/test_periodic_eval.py).
 Under DDP rank 0 evaluates and the other ranks wait at a barrier (their next step needs rank 0).
+
+`train.eval_background` (the demo's): the exported model file is scored by one worker process while
+training goes on (a CPU run whose training leaves a core free). The results are taken in, in step
+order, as they end; a checkpoint first waits for those of the steps before its own, so that a resumed
+run's history is an uninterrupted one's (the evaluation of the checkpoint's own step, if it was lost,
+is made up by the resumed run, as a stop's is); the end of training waits for all. The worker runs the
+same code on the same file with as many threads as training, so the figures, best.pt and model.pt
+are those of the evaluation in line.
 """
 
 from __future__ import annotations
@@ -36,10 +44,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
+import multiprocessing
 import random
 import shutil
+import signal
 import tempfile
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -48,6 +60,7 @@ import numpy as np
 import torch
 
 from scenesynth import paths
+from scenesynth.training.stop_signals import STOP_SIGNALS
 from scenesynth.utils.atomic import atomic_path, write_json, write_torch
 
 log = logging.getLogger(__name__)
@@ -132,7 +145,7 @@ class PeriodicEval:
     """``due(step, target)`` then ``run(state, tracker, ctx)``; ``summary()`` for metrics/train.json."""
 
     def __init__(self, params: dict, run_dir: Path, inputs: EvalInputs, config_fp: str,
-                 export: Callable[[Path], None]):
+                 export: Callable[[Path], None] | None, background: bool = False):
         self.params, self.inputs, self.config_fp, self.export = params, inputs, config_fp, export
         self.every, self.select_by = params["train"]["eval_every"], params["train"]["select_by"]
         self.folder = Path(run_dir) / "checkpoints"
@@ -141,6 +154,8 @@ class PeriodicEval:
         self.seconds = 0.0
         self._scorer = None
         self._prompts = None
+        self.pending: list[tuple[int, Path, Future]] = []
+        self.background = _Worker(params, run_dir, inputs, config_fp) if background else None
 
     # ------------------------------------------------------------------ state across resumes
     def restore(self, step: int, resumed: bool) -> None:
@@ -200,57 +215,104 @@ class PeriodicEval:
             log.info("periodic evaluation reads %d training captions (train.select_by.prompts)", len(self._prompts))
         return self._prompts
 
-    def evaluate(self, step: int) -> dict[str, float]:
-        """Export the current weights, generate the dev set's clips, score them: {MLflow name: value}."""
+    def score(self, model: Path) -> dict[str, float]:
+        """One exported model file's numbers, {MLflow name: value}: the mel reading alone (train.eval_fad
+        false), or the dev set's clips generated from it and scored as the evaluate stage does."""
         from scenesynth.evaluation.generated import generated_sets
         from scenesynth.inference.generate import generate_dev_set
 
-        params = {**self.params, "generate": {**self.params["generate"],
-                                               "seeds": self.params["generate"]["seeds"][:1]}}
+        scorer = self.scorer()
+        if not self.params["train"]["eval_fad"]:  # the generator's log-mels only: no clips, no vocoder
+            flat = scorer.mel_reading(model, self.prompts())
+        else:
+            params = {**self.params, "generate": {**self.params["generate"],
+                                                   "seeds": self.params["generate"]["seeds"][:1]}}
+            generate_dev_set(params, model, self.inputs.manifest, model.parent / "clips", self.inputs.pretrained)
+            sets, _ = generated_sets(model.parent / "clips", scorer.keys)
+            try:
+                flat = scorer.score(sets, model)["flat"]
+            finally:
+                shutil.rmtree(self.folder / ".eval-embeddings", ignore_errors=True)  # this step's clips only
+        metric = self.select_by["metric"]
+        if metric not in flat:
+            raise ValueError(f"train.select_by.metric {metric} was not measured (measured: {', '.join(flat)})")
+        return flat
+
+    def _export(self, step: int) -> Path:
+        """The current weights as a model file in a temporary folder of their own (and, with
+        train.keep_eval_models, kept as checkpoints/eval-<step>.pt)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".eval.partial-", dir=self.folder) as tmp:
-            model = Path(tmp) / "model.pt"
-            self.export(model)
-            if self.params["train"]["keep_eval_models"]:  # what the run made at this step, kept beside best.pt
-                with atomic_path(self.folder / f"{EVAL_MODEL_PREFIX}{step:06d}.pt") as kept:
-                    shutil.copyfile(model, kept)
-            scorer = self.scorer()
-            if not self.params["train"]["eval_fad"]:  # the generator's log-mels only: no clips, no vocoder
-                flat = scorer.mel_reading(model, self.prompts())
-            else:
-                generate_dev_set(params, model, self.inputs.manifest, Path(tmp) / "clips", self.inputs.pretrained)
-                sets, _ = generated_sets(Path(tmp) / "clips", scorer.keys)
-                try:
-                    flat = scorer.score(sets, model)["flat"]
-                finally:
-                    shutil.rmtree(self.folder / ".eval-embeddings", ignore_errors=True)  # this step's clips only
+        model = Path(tempfile.mkdtemp(prefix=".eval.partial-", dir=self.folder)) / "model.pt"
+        self.export(model)
+        if self.params["train"]["keep_eval_models"]:  # what the run made at this step, kept beside best.pt
+            with atomic_path(self.folder / f"{EVAL_MODEL_PREFIX}{step:06d}.pt") as kept:
+                shutil.copyfile(model, kept)
+        return model
+
+    def _take_in(self, step: int, model: Path, flat: dict[str, float], seconds: float, tracker) -> None:
+        """An evaluation's numbers into best.pt, eval.json, MLflow and the log; its folder removed."""
+        try:
             metric, mode = self.select_by["metric"], self.select_by["mode"]
-            if metric not in flat:
-                raise ValueError(f"train.select_by.metric {metric} was not measured (measured: {', '.join(flat)})")
             if better(flat[metric], None if self.best is None else self.best["value"], mode):
                 self.best = {"step": step, "metric": metric, "mode": mode, "value": float(flat[metric])}
                 saved = torch.load(model, map_location="cpu", weights_only=True)
                 write_torch(self.folder / BEST_FILE, {**saved, "best": self.best, "fingerprint": self.config_fp})
-        return flat
+        finally:
+            shutil.rmtree(model.parent, ignore_errors=True)
+        self.seconds += seconds
+        self.history = [e for e in self.history if e["step"] < step] + [{"step": step, **flat}]
+        write_json(self.folder / EVAL_FILE, {"fingerprint": self.config_fp, "every": self.every,
+                                             "select_by": self.select_by, "best": self.best,
+                                             "history": self.history})
+        if tracker is not None:
+            tracker.metrics({PREFIX + k: v for k, v in flat.items()}, step)
+        log.info("step %d: evaluation in %.1f s: %s (best %s = %.4g at step %d)", step, seconds,
+                 ", ".join(f"{k} {v:.4g}" for k, v in sorted(flat.items())),
+                 self.best["metric"] if self.best else "-", self.best["value"] if self.best else float("nan"),
+                 self.best["step"] if self.best else -1)
 
     def run(self, step: int, tracker, ctx) -> None:
-        """Rank 0 evaluates (global RNGs untouched), the other ranks wait for it."""
+        """Rank 0 evaluates (global RNGs untouched), the other ranks wait for it; in the background
+        (train.eval_background) rank 0 hands the model file to the worker and goes on."""
         if ctx.is_main:
-            started = time.perf_counter()
-            with isolated_rng():
-                flat = self.evaluate(step)
-            self.seconds += time.perf_counter() - started
-            self.history = [e for e in self.history if e["step"] < step] + [{"step": step, **flat}]
-            write_json(self.folder / EVAL_FILE, {"fingerprint": self.config_fp, "every": self.every,
-                                                 "select_by": self.select_by, "best": self.best,
-                                                 "history": self.history})
-            if tracker is not None:
-                tracker.metrics({PREFIX + k: v for k, v in flat.items()}, step)
-            log.info("step %d: evaluation in %.1f s: %s (best %s = %.4g at step %d)", step,
-                     time.perf_counter() - started, ", ".join(f"{k} {v:.4g}" for k, v in sorted(flat.items())),
-                     self.best["metric"] if self.best else "-", self.best["value"] if self.best else float("nan"),
-                     self.best["step"] if self.best else -1)
+            self.settle(tracker, wait_below=0)
+            model = self._export(step)
+            if self.background is not None:
+                self.pending.append((step, model, self.background.submit(model)))
+            else:
+                started = time.perf_counter()
+                try:
+                    with isolated_rng():
+                        flat = self.score(model)
+                except BaseException:
+                    shutil.rmtree(model.parent, ignore_errors=True)
+                    raise
+                self._take_in(step, model, flat, time.perf_counter() - started, tracker)
         ctx.barrier()
+
+    def settle(self, tracker, wait_below: float = math.inf) -> None:
+        """Take in the background evaluations, in step order: those of steps below ``wait_below``, waiting
+        for them, and any later ones that have ended. Before a checkpoint (``wait_below`` its step) every
+        earlier evaluation is in eval.json, and the one of its own step, if lost, is made up by the resumed
+        run as a stop's is. A worker's error is raised here, as it would have been in line."""
+        while self.pending and (self.pending[0][0] < wait_below or self.pending[0][2].done()):
+            step, model, future = self.pending.pop(0)
+            try:
+                flat, seconds = future.result()
+            except BaseException:
+                shutil.rmtree(model.parent, ignore_errors=True)
+                raise
+            self._take_in(step, model, flat, seconds, tracker)
+
+    def close(self) -> None:
+        """Stop the worker (evaluations not taken in are dropped; a resumed run makes up the last one)."""
+        for _, model, future in self.pending:
+            future.cancel()
+            shutil.rmtree(model.parent, ignore_errors=True)
+        self.pending = []
+        if self.background is not None:
+            self.background.shutdown(cancel_futures=True)
+            self.background = None
 
     # ------------------------------------------------------------------ the end of training
     def summary(self) -> dict:
@@ -270,6 +332,39 @@ class PeriodicEval:
         write_torch(model_path, {k: v for k, v in saved.items() if k != "fingerprint"})
 
 
+# ----------------------------------------------------------------------------- the background worker
+_WORKER: PeriodicEval | None = None
+
+
+def _worker_init(params: dict, run_dir: str, inputs: EvalInputs, config_fp: str, threads: int) -> None:
+    """The worker's one PeriodicEval (its Scorer built once), training's thread count, and no stop signal:
+    SLURM signals every process of the job; the training process decides when to stop."""
+    global _WORKER
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    _WORKER = PeriodicEval(params, Path(run_dir), inputs, config_fp, export=None)
+
+
+def _worker_score(model: str) -> tuple[dict[str, float], float]:
+    started = time.perf_counter()
+    return _WORKER.score(Path(model)), time.perf_counter() - started
+
+
+class _Worker:
+    """One spawned process that scores model files; ``submit(path)`` -> Future of (numbers, seconds)."""
+
+    def __init__(self, params: dict, run_dir: Path, inputs: EvalInputs, config_fp: str):
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                                        initargs=(params, str(run_dir), inputs, config_fp, torch.get_num_threads()))
+
+    def submit(self, model: Path) -> Future:
+        return self.pool.submit(_worker_score, str(model))
+
+    def shutdown(self, cancel_futures: bool = False) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=cancel_futures)
+
+
 def periodic_eval(params: dict, run_dir: Path, inputs: EvalInputs | None, config_fp: str, step: int,
                   resumed: bool, is_main: bool, export: Callable[[Path], None]) -> PeriodicEval | None:
     """The run's periodic evaluation, or None when `train.eval_every` is 0 or no dev set is given
@@ -278,7 +373,8 @@ def periodic_eval(params: dict, run_dir: Path, inputs: EvalInputs | None, config
     check_settings(params, inputs)
     if not params["train"]["eval_every"] or inputs is None:
         return None
-    evaluation = PeriodicEval(params, run_dir, inputs, config_fp, export)
+    evaluation = PeriodicEval(params, run_dir, inputs, config_fp, export,
+                              background=is_main and params["train"]["eval_background"])
     if is_main:
         evaluation.restore(step, resumed)
     return evaluation
