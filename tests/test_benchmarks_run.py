@@ -256,3 +256,40 @@ def test_every_conditioning_variant_of_the_demo_is_valid_params_and_builds_its_m
         audio = params["audio"]
         generator, discriminator = build_models(params["model"], audio["n_mels"], audio["n_frames"], 32, 32)
         assert generator.levels == discriminator.levels >= 1, variant
+
+
+DAG_LOG = """Building DAG of jobs...
+[Tue Dec  8 01:53:37 2026]
+localrule acquire:
+    output: data/raw/manifest.parquet
+[Tue Dec  8 01:53:46 2026]
+Finished jobid: 6 (Rule: acquire)
+[Tue Dec  8 01:53:53 2026]
+localrule train:
+[Tue Dec  8 01:53:53 2026]
+localrule resynth_reference:
+[Tue Dec  8 01:54:19 2026]
+Finished jobid: 11 (Rule: resynth_reference)
+[Tue Dec  8 01:57:36 2026]
+Finished jobid: 3 (Rule: train)
+[Tue Dec  8 01:57:36 2026]
+localrule all:
+[Tue Dec  8 01:57:36 2026]
+Finished jobid: 0 (Rule: all)
+"""
+
+
+def test_demo_dag_benchmark_reads_each_rules_span_from_snakemakes_log(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from demo_dag import rule_spans
+
+    spans = rule_spans(DAG_LOG)
+    assert spans == {"dag_s": 239.0, "rules": {"acquire": 9.0, "train": 223.0, "resynth_reference": 26.0}}
+    (tmp_path / "old.log").write_text(DAG_LOG)
+    (tmp_path / "bad.log").write_text("no jobs here\n")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks/demo_dag.py"), str(tmp_path / "old.log"),
+                          str(tmp_path / "old.log")], capture_output=True, text=True, check=True).stdout
+    assert "| **DAG** | 239 | 239 | 1.00 |" in out and "old#2" in out and "| train | 223 | 223 | 1.00 |" in out
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks/demo_dag.py"), str(tmp_path / "bad.log")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "bad.log: no Snakemake job" in bad.stderr

@@ -238,6 +238,14 @@ class PeriodicEval:
             raise ValueError(f"train.select_by.metric {metric} was not measured (measured: {', '.join(flat)})")
         return flat
 
+    def evaluate(self, step: int) -> dict[str, float]:
+        """The current weights exported and scored in line, nothing recorded (benchmarks/periodic_eval.py)."""
+        model = self._export(step)
+        try:
+            return self.score(model)
+        finally:
+            shutil.rmtree(model.parent, ignore_errors=True)
+
     def _export(self, step: int) -> Path:
         """The current weights as a model file in a temporary folder of their own (and, with
         train.keep_eval_models, kept as checkpoints/eval-<step>.pt)."""
