@@ -369,8 +369,8 @@ def _train(ctx: DistContext, params: dict, shards: str | Path, text: str | Path,
                         checkpoint_here(scheduled=False)
                     status = "KILLED"  # MLflow's word for a run stopped from outside; it resumes into the same run
                     raise TrainingStopped(state.step, stop.signal_name, checkpoint)
-        if evaluation is not None and ctx.is_main:
-            evaluation.settle(tracker)
+            if evaluation is not None and ctx.is_main:  # the last evaluations, still under the stop handler
+                evaluation.settle(tracker)
         status = "FINISHED"
     finally:
         wrapped = None  # freed by stop() before the process group, even if an error keeps this frame

@@ -46,10 +46,12 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import random
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -314,13 +316,12 @@ class PeriodicEval:
 
     def close(self) -> None:
         """Stop the worker (evaluations not taken in are dropped; a resumed run makes up the last one)."""
-        for _, model, future in self.pending:
-            future.cancel()
-            shutil.rmtree(model.parent, ignore_errors=True)
-        self.pending = []
-        if self.background is not None:
+        if self.background is not None:  # first: a running evaluation would write into the folders below again
             self.background.shutdown(cancel_futures=True)
             self.background = None
+        for _, model, _ in self.pending:
+            shutil.rmtree(model.parent, ignore_errors=True)
+        self.pending = []
 
     # ------------------------------------------------------------------ the end of training
     def summary(self) -> dict:
@@ -350,6 +351,9 @@ def _worker_init(params: dict, run_dir: str, inputs: EvalInputs, config_fp: str,
     global _WORKER
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a worker whose training died (SIGKILL, out of memory) must not linger
+        threading.Thread(target=lambda: (parent.join(), os._exit(0)), daemon=True).start()
     torch.set_num_threads(threads)
     _WORKER = PeriodicEval(params, Path(run_dir), inputs, config_fp, export=None)
 
