@@ -304,7 +304,6 @@ def audio_reading(params: dict, real: RealClips, dev: pd.DataFrame, first_seed: 
         return {"skipped": "the audio reading resynthesises with Griffin-Lim; this run used "
                            f"{params['generate']['vocoder']}"}, None
     front_end = MelFrontEnd.from_params(params["audio"])
-    iters, out_rate = params["generate"]["griffin_lim_iters"], params["generate"]["sample_rate"]
     pick, _, again = resynthesised_reals(params, real, reference)
     train_fg, train_bg = _labels(real.train.iloc[pick])
     train_x = mel_features(again["train"])
@@ -318,7 +317,7 @@ def audio_reading(params: dict, real: RealClips, dev: pd.DataFrame, first_seed: 
     labels = {task: out["generated"].pop(f"{task}_predicted") for task in ("fg", "bg")}
     heard = {key: {"foreground": fg, "background": bg} for key, fg, bg in zip(dev["key"], labels["fg"], labels["bg"])}
     return {"generated": out["generated"], "ceiling": out["ceiling"], "n_training_clips": len(pick),
-            "griffin_lim_iters": iters, "output_rate": out_rate,
+            **resynthesis_settings(params),
             "what": "the generate stage's clips (first seed) through the front end, against readers fitted on "
                     "training clips resynthesised by front end + Griffin-Lim + the generate stage's output rate and "
                     "16-bit file; ceiling: the real dev clips alike"}, heard
